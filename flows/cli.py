@@ -1,0 +1,133 @@
+"""``dask-flows``: run, validate and list flows from the command line.
+
+Exit codes: 0 success, 2 bad input (config, data, paths: one line naming the culprit, no
+traceback), 1 any other failure (one line; ``--traceback`` shows the rest), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+from pydantic import BaseModel
+
+from flows import config as config_module
+from pipelines.errors import InputError
+
+EPILOG = """examples:
+  dask-flows run configs/quickstart.yaml
+  dask-flows run configs/ticks.yaml --set steps.1.lookahead.horizon=60s --scheduler tcp://host:8786
+  dask-flows validate configs/compare.yaml
+  dask-flows list"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dask-flows", description="Distributed batch pipelines on Dask.", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,validate,list}")
+    run = sub.add_parser("run", help="run a flow from a YAML config")
+    run.add_argument("config", help="path of a YAML run config")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config value (dotted key, YAML value); repeatable")
+    run.add_argument("--scheduler", help="address of an existing Dask scheduler "
+                     "(default: $DASK_SCHEDULER_ADDRESS, then cluster.address, then a LocalCluster)")
+    run.add_argument("--dry-run", action="store_true", help="validate and build the graph; compute nothing")
+    run.add_argument("--report", metavar="FILE.html", help="write a Dask performance report")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--traceback", action="store_true", help="show tracebacks of unexpected errors")
+    validate = sub.add_parser("validate", help="check a config without running it")
+    validate.add_argument("config")
+    validate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    sub.add_parser("list", help="list the flows and steps with their parameters and defaults")
+    return parser
+
+
+def _fields(model: type[BaseModel], indent: str = "    ") -> list[str]:
+    lines = []
+    for name, info in model.model_fields.items():
+        default = "required" if info.is_required() else f"default {info.get_default(call_default_factory=True)!r}"
+        kind = getattr(info.annotation, "__name__", None) or str(info.annotation).replace("typing.", "")
+        lines.append(f"{indent}{name}: {kind} ({default})")
+    return lines
+
+
+def list_text() -> str:
+    """What ``dask-flows list`` prints: flows, inputs and steps with parameters and defaults."""
+    c = config_module
+    out = ["flows:", "  table: input -> steps -> output (+ summary)", "  compare: matrices -> all-against-all grid -> zarr", ""]
+    out.append("table inputs (input.format):")
+    for model in (c.ParquetInput, c.CsvInput, c.SyntheticTicks):
+        out.append(f"  {model.model_fields['format'].annotation.__args__[0]}:")
+        out += _fields(model)
+    out.append("")
+    out.append("table steps (steps: [- NAME: {params}]):")
+    for name, params in (("dedup", c.DedupParams), ("lookahead", c.LookaheadParams), ("map", c.MapParams)):
+        out.append(f"  {name}: {(params.__doc__ or '').strip().splitlines()[0]}")
+        out += _fields(params)
+    out.append("")
+    out.append("summary: (table flows)")
+    out += _fields(c.SummaryConfig, "  ")
+    out.append("")
+    out.append("compare inputs (input.format):")
+    for model in (c.NpyFolderInput, c.NpzInput, c.ZarrInput, c.SyntheticMatrices):
+        out.append(f"  {model.model_fields['format'].annotation.__args__[0]}:")
+        out += _fields(model)
+    out.append("compare: (compare flows)")
+    out += _fields(c.CompareOptions, "  ")
+    out.append("")
+    out.append("cluster:")
+    out += _fields(c.ClusterConfig, "  ")
+    out.append("output:")
+    out += _fields(c.OutputConfig, "  ")
+    return "\n".join(out)
+
+
+def _quiet_logs() -> None:
+    # distributed logs a lot on connection failures and shutdown; the CLI prints one line instead
+    for name in ("distributed", "tornado", "asyncio"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``dask-flows`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            print(list_text())
+            return 0
+        if args.command == "validate":
+            cfg = config_module.load_config(args.config, args.overrides)
+            print(f"{args.config}: valid {cfg.flow} flow")
+            return 0
+        _quiet_logs()
+        from flows.runner import run
+
+        result = run(
+            args.config, overrides=args.overrides, scheduler=args.scheduler, dry_run=args.dry_run,
+            report=args.report, progress=not args.no_progress and sys.stdout.isatty(),
+        )
+        print(repr(result))
+        return 0
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: nothing was published", file=sys.stderr)
+        return 130
+    except Exception as error:  # one line for users; --traceback for developers
+        if getattr(args, "traceback", False) or os.environ.get("DASK_FLOWS_TRACEBACK"):
+            traceback.print_exc()
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"error: {type(error).__name__}: {message} (nothing was published; "
+              "--traceback for details)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

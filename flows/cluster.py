@@ -1,0 +1,137 @@
+"""Which Dask cluster a run uses, and closing only what the run made.
+
+Precedence (first match wins): a ``Client`` passed in (Python API) > ``--scheduler`` >
+``DASK_SCHEDULER_ADDRESS`` > ``cluster.address`` > a new ``LocalCluster`` from ``cluster:``
+(``kind: cuda``: a ``dask_cuda.LocalCUDACluster``, one worker per GPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from distributed import Client, LocalCluster
+from distributed.security import Security
+
+from flows.config import ClusterConfig
+from pipelines.errors import InputError
+
+SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
+
+
+@dataclass(frozen=True)
+class ClusterChoice:
+    """Where a run's work goes: an address to connect to, or a cluster to start."""
+
+    address: str | None
+    source: str  # "--scheduler", "DASK_SCHEDULER_ADDRESS", "cluster.address" or "cluster"
+
+
+def choose_cluster(config: ClusterConfig, scheduler: str | None = None) -> ClusterChoice:
+    """Apply the precedence rules (without a Client) and say which source won.
+
+    Examples
+    --------
+    >>> choose_cluster(ClusterConfig(address="tcp://10.0.0.5:8786"), scheduler="tcp://h:1")
+    ClusterChoice(address='tcp://h:1', source='--scheduler')
+    """
+    if scheduler:
+        return ClusterChoice(scheduler, "--scheduler")
+    if os.environ.get(SCHEDULER_ENV):
+        return ClusterChoice(os.environ[SCHEDULER_ENV], SCHEDULER_ENV)
+    if config.address:
+        return ClusterChoice(config.address, "cluster.address")
+    return ClusterChoice(None, "cluster")
+
+
+def security_for(config: ClusterConfig, address: str) -> Security | None:
+    """A ``Security`` for ``tls://`` addresses from ``cluster.tls``; a clear error if it lacks."""
+    if not address.startswith("tls://"):
+        return None
+    if config.tls is None:
+        raise InputError(
+            f"scheduler {address}: a tls:// address needs cluster.tls with ca_file, cert and key"
+        )
+    for name in ("ca_file", "cert", "key"):
+        path = getattr(config.tls, name)
+        if not os.path.exists(path):
+            raise InputError(f"cluster.tls.{name}: file not found: {path}")
+    return Security(
+        tls_ca_file=config.tls.ca_file,
+        tls_client_cert=config.tls.cert,
+        tls_client_key=config.tls.key,
+        require_encryption=True,
+    )
+
+
+def _connect(address: str, config: ClusterConfig, source: str) -> Client:
+    security = security_for(config, address)
+    try:
+        return Client(address, timeout=config.timeout, security=security, set_as_default=False)
+    except OSError as error:  # includes TimeoutError and CommClosedError
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if "Timed out" in detail or isinstance(error, TimeoutError):
+            detail = f"not reachable within {config.timeout}"
+        raise InputError(f"scheduler {address} (from {source}): {detail}") from None
+
+
+def _start_local(config: ClusterConfig) -> LocalCluster:
+    kwargs = dict(
+        n_workers=config.n_workers,
+        threads_per_worker=config.threads_per_worker,
+        memory_limit=config.memory_limit,
+        dashboard_address=":0" if config.dashboard else None,
+    )
+    if config.kind == "cuda":
+        try:
+            from dask_cuda import LocalCUDACluster
+        except ImportError:
+            raise InputError(
+                "cluster.kind: cuda needs dask-cuda: pip install 'dask-flows[gpu]'"
+            ) from None
+        try:
+            return LocalCUDACluster(
+                threads_per_worker=config.threads_per_worker,
+                memory_limit=config.memory_limit,
+                dashboard_address=kwargs["dashboard_address"],
+                resources={"GPU": 1},
+            )
+        except Exception as error:  # NVMLError and friends when there is no GPU
+            raise InputError(f"cluster.kind: cuda: no usable GPU ({type(error).__name__}: {error})") from None
+    return LocalCluster(processes=config.processes, **kwargs)
+
+
+@contextlib.contextmanager
+def open_client(
+    config: ClusterConfig, scheduler: str | None = None, client: Client | None = None
+) -> Iterator[Client]:
+    """Yield a ``Client`` for a run; close on exit only the client and cluster made here.
+
+    Parameters
+    ----------
+    config
+        The run config's ``cluster:`` block.
+    scheduler
+        An address from ``--scheduler`` (wins over the environment and the config).
+    client
+        A client of the caller's (a notebook's): used as is and never closed.
+    """
+    if client is not None:
+        yield client
+        return
+    choice = choose_cluster(config, scheduler)
+    if choice.address is not None:
+        made = _connect(choice.address, config, choice.source)
+        try:
+            yield made
+        finally:
+            made.close()
+        return
+    cluster = _start_local(config)
+    try:
+        with Client(cluster, set_as_default=False) as made:
+            yield made
+    finally:
+        cluster.close()

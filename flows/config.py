@@ -1,0 +1,450 @@
+"""Pydantic models of a YAML run config, and the loading that turns mistakes into one-line errors.
+
+A config names a flow (``table`` or ``compare``), the cluster it runs on, its input, its steps and
+its output. Unknown keys are refused everywhere. Every problem is reported as
+``path.to.key: what is wrong``, e.g. ``steps[1].lookahead.horizon: '30x' is not a row count or a
+time span like '30s'``.
+
+Examples
+--------
+>>> cfg = parse_config({"flow": "table", "input": {"format": "synthetic", "rows": 100},
+...                     "output": {"path": "out/x"}})
+>>> cfg.cluster.n_workers, cfg.input.format
+(2, 'synthetic')
+>>> parse_config({"flow": "table", "inptu": {}})
+Traceback (most recent call last):
+...
+flows.config.ConfigError: <config>: input: field required; inptu: unknown key
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from pipelines.errors import InputError
+from pipelines.lookahead import FEATURES, parse_horizon
+
+
+class ConfigError(InputError):
+    """A config that cannot run: the message lists ``path.to.key: problem`` items on one line."""
+
+
+class Strict(BaseModel):
+    """Base of every config model: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+Columns = str | list[str]
+
+
+# ----------------------------------------------------------------------------------------------
+# cluster
+class TLSConfig(Strict):
+    """Certificates for a ``tls://`` scheduler address (paths on this machine)."""
+
+    ca_file: str
+    cert: str
+    key: str
+
+
+class ClusterConfig(Strict):
+    """Where the work runs: a LocalCluster (default), an existing scheduler, or LocalCUDACluster."""
+
+    kind: Literal["local", "cuda"] = "local"
+    address: str | None = None
+    n_workers: int | None = Field(2, ge=1)
+    threads_per_worker: int = Field(1, ge=1)
+    memory_limit: str | int | None = "auto"
+    processes: bool = True
+    dashboard: bool = False
+    timeout: str = "10s"
+    tls: TLSConfig | None = None
+
+
+# ----------------------------------------------------------------------------------------------
+# table inputs
+class _TableInput(Strict):
+    time: str | None = None
+    sort: bool = False
+
+
+class ParquetInput(_TableInput):
+    """Parquet files: a path, a folder, a glob or an fsspec URL (or a list of them)."""
+
+    format: Literal["parquet"]
+    path: str | list[str]
+    columns: list[str] | None = None
+    storage_options: dict[str, Any] = {}
+
+
+class CsvInput(_TableInput):
+    """CSV files: a path, a glob or an fsspec URL (or a list of them)."""
+
+    format: Literal["csv"]
+    path: str | list[str]
+    blocksize: str | int | None = "64MB"
+    storage_options: dict[str, Any] = {}
+
+
+class SyntheticTicks(_TableInput):
+    """Seeded tick-like data: symbols, irregular times, runs of duplicates, some NaN."""
+
+    format: Literal["synthetic"]
+    rows: int = Field(100_000, ge=0)
+    symbols: int = Field(10, ge=1)
+    npartitions: int = Field(8, ge=1)
+    seed: int = 0
+    start: str = "2026-01-02 09:30:00"
+    duplicate_rate: float = Field(0.2, ge=0, lt=1)
+    nan_rate: float = Field(0.01, ge=0, lt=1)
+    time: str | None = "ts"
+
+
+TableInput = Annotated[ParquetInput | CsvInput | SyntheticTicks, Field(discriminator="format")]
+
+
+# ----------------------------------------------------------------------------------------------
+# table steps
+class DedupParams(Strict):
+    """``dedup``: drop a row equal to the previous row of its key (see pipelines.dedup)."""
+
+    subset: list[str] | None = None
+    by: Columns | None = None
+    nan_equal: bool = True
+
+
+class LookaheadParams(Strict):
+    """``lookahead``: future-aware features over a rows or time horizon (see pipelines.lookahead)."""
+
+    horizon: int | str
+    columns: list[str] = Field(min_length=1)
+    features: list[str] = ["change"]
+    by: Columns | None = None
+    partial: bool = False
+    label: str | None = None
+
+    @field_validator("horizon")
+    @classmethod
+    def _horizon(cls, value: int | str) -> int | str:
+        parse_horizon(value)  # raises InputError with the message we want
+        return value
+
+    @field_validator("features")
+    @classmethod
+    def _features(cls, value: list[str]) -> list[str]:
+        unknown = [f for f in value if f not in FEATURES]
+        if unknown:
+            raise ValueError(f"unknown feature {unknown[0]!r} (known: {', '.join(FEATURES)})")
+        return value
+
+
+class MapParams(Strict):
+    """``map``: apply ``module:function`` to every partition (the "parallelize apply" step)."""
+
+    function: str
+    kwargs: dict[str, Any] = {}
+    meta: dict[str, str] | None = None
+
+    @field_validator("function")
+    @classmethod
+    def _function(cls, value: str) -> str:
+        module, _, name = value.partition(":")
+        if not module or not name:
+            raise ValueError(f"{value!r} is not of the form 'module:function'")
+        return value
+
+
+class DedupStep(Strict):
+    dedup: DedupParams = DedupParams()
+
+
+class LookaheadStep(Strict):
+    lookahead: LookaheadParams
+
+
+class MapStep(Strict):
+    map: MapParams
+
+
+STEP_MODELS: dict[str, type[Strict]] = {"dedup": DedupStep, "lookahead": LookaheadStep, "map": MapStep}
+
+
+def _step_name(value: Any) -> str | None:
+    if isinstance(value, dict) and len(value) == 1:
+        name = next(iter(value))
+        return name if name in STEP_MODELS else None
+    if isinstance(value, BaseModel):
+        return next(iter(type(value).model_fields))
+    return None
+
+
+Step = Annotated[
+    Annotated[DedupStep, Tag("dedup")]
+    | Annotated[LookaheadStep, Tag("lookahead")]
+    | Annotated[MapStep, Tag("map")],
+    Discriminator(
+        _step_name,
+        custom_error_type="unknown_step",
+        custom_error_message=f"not a step: use one of {', '.join(STEP_MODELS)} "
+        "as the single key of each step",
+    ),
+]
+
+
+class SummaryConfig(Strict):
+    """A ``summary:`` block: mergeable moments at the end of a table flow."""
+
+    columns: list[str] | None = None
+    by: Columns | None = None
+    state: str | None = None
+    split_every: int = Field(8, ge=2)
+    ddof: int = Field(1, ge=0)
+
+
+class OutputConfig(Strict):
+    """Where results are published (atomically); existing output is kept unless ``overwrite``."""
+
+    path: str
+    overwrite: bool = False
+    storage_options: dict[str, Any] = {}
+
+
+class TableFlowConfig(Strict):
+    """``flow: table``: input -> steps in order -> Parquet output (+ optional summary)."""
+
+    flow: Literal["table"]
+    cluster: ClusterConfig = ClusterConfig()
+    input: TableInput
+    steps: list[Step] = []
+    summary: SummaryConfig | None = None
+    output: OutputConfig | None = None
+
+    @model_validator(mode="after")
+    def _needs_a_result(self) -> TableFlowConfig:
+        if self.output is None and self.summary is None:
+            raise ValueError("output: field required (or a summary: block)")
+        return self
+
+
+# ----------------------------------------------------------------------------------------------
+# compare
+class NpyFolderInput(Strict):
+    format: Literal["npy"]
+    path: str
+
+
+class NpzInput(Strict):
+    format: Literal["npz"]
+    path: str
+
+
+class ZarrInput(Strict):
+    format: Literal["zarr"]
+    path: str
+
+
+class SyntheticMatrices(Strict):
+    format: Literal["synthetic"]
+    n: int = Field(200, ge=1)
+    rows: int = Field(20, ge=1)
+    min_len: int = Field(150, ge=1)
+    max_len: int = Field(250, ge=1)
+    seed: int = 0
+
+
+MatrixInput = Annotated[
+    NpyFolderInput | NpzInput | ZarrInput | SyntheticMatrices, Field(discriminator="format")
+]
+
+
+class CompareOptions(Strict):
+    """Options of the all-against-all grid (see pipelines.grid.all_pairs)."""
+
+    tile: int = Field(256, ge=1)
+    normalize: Literal["zscore"] | None = None
+    top_k: int | None = Field(None, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["float32", "float64"] = "float32"
+
+
+class CompareFlowConfig(Strict):
+    """``flow: compare``: matrices -> all-against-all grid -> Zarr."""
+
+    flow: Literal["compare"]
+    cluster: ClusterConfig = ClusterConfig()
+    input: MatrixInput
+    compare: CompareOptions = CompareOptions()
+    output: OutputConfig
+
+
+RunConfig = Annotated[TableFlowConfig | CompareFlowConfig, Field(discriminator="flow")]
+FLOWS: dict[str, type[Strict]] = {"table": TableFlowConfig, "compare": CompareFlowConfig}
+
+
+# ----------------------------------------------------------------------------------------------
+# loading
+def _location(loc: tuple[Any, ...]) -> str:
+    """``('steps', 1, 'lookahead', 'lookahead', 'horizon')`` -> ``steps[1].lookahead.horizon``.
+
+    Pydantic puts union tags into locations; they repeat the key that follows, so they go.
+    """
+    parts: list[str] = []
+    previous: Any = None
+    for item in loc:
+        if item in ("table", "compare") and not parts:
+            continue  # the flow discriminator's tag
+        if isinstance(item, str) and item.startswith("function-"):
+            continue
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item != previous or isinstance(previous, int):
+            parts.append(("." if parts else "") + str(item))
+        previous = item
+    return "".join(parts) or "<config>"
+
+
+def _message(error: dict[str, Any]) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "field required"
+    if kind == "literal_error":
+        return f"{error['input']!r} is not one of {ctx['expected']}"
+    if kind == "union_tag_invalid":
+        return f"{ctx['tag']!r} is not one of {ctx['expected_tags']}"
+    if kind == "union_tag_not_found":
+        return "field required"
+    if kind == "value_error" and "error" in ctx:
+        return str(ctx["error"])
+    message = error["msg"]
+    if "input" in error and kind.endswith("_type") or kind.endswith("_parsing"):
+        message = f"{message} (got {error['input']!r})"
+    return message
+
+
+def format_validation_error(error: ValidationError, source: str = "<config>") -> str:
+    """One line listing every problem as ``path: message``, prefixed with the config's name."""
+    seen: dict[str, str] = {}
+    for item in error.errors():
+        loc = tuple(item["loc"])
+        if item["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc += (str(item["ctx"]["discriminator"]).strip("'"),)  # the tag's own key
+        path = _location(loc)
+        seen.setdefault(path, _message(item))
+    items = "; ".join(f"{path}: {message}" for path, message in seen.items())
+    return f"{source}: {items}"
+
+
+def parse_config(raw: Any, source: str = "<config>") -> TableFlowConfig | CompareFlowConfig:
+    """Validate a config mapping into its flow's model, or raise :class:`ConfigError`."""
+    if isinstance(raw, (TableFlowConfig, CompareFlowConfig)):
+        return raw
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: a run config is a mapping with a 'flow:' key, got {type(raw).__name__}")
+    flow = raw.get("flow")
+    if flow not in FLOWS:
+        raise ConfigError(f"{source}: flow: {flow!r} is not one of {sorted(FLOWS)}")
+    try:
+        return FLOWS[flow].model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error, source)) from None
+
+
+def read_yaml(path: str | os.PathLike[str]) -> Any:
+    """``yaml.safe_load`` of a file, with missing files and YAML syntax errors as ConfigError."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read config file ({error.strerror})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | dict[str, Any]) -> dict[str, Any]:
+    """Apply ``dotted.key=value`` overrides (values parsed as YAML) to a copy of a raw config.
+
+    List items are addressed by their index: ``steps.1.lookahead.horizon=60s``.
+
+    Examples
+    --------
+    >>> apply_overrides({"steps": [{"dedup": {}}, {"lookahead": {"horizon": "30s"}}]},
+    ...                 ["steps.1.lookahead.horizon=60s", "cluster.n_workers=4"])
+    {'steps': [{'dedup': {}}, {'lookahead': {'horizon': '60s'}}], 'cluster': {'n_workers': 4}}
+    """
+    result = copy.deepcopy(raw)
+    items = overrides.items() if isinstance(overrides, dict) else map(_split_override, overrides)
+    for dotted, value in items:
+        node: Any = result
+        keys = dotted.split(".")
+        for depth, key in enumerate(keys):
+            last = depth == len(keys) - 1
+            where = ".".join(keys[: depth + 1])
+            if isinstance(node, list):
+                if not key.isdigit() or int(key) >= len(node):
+                    raise ConfigError(f"--set {dotted}: {where}: no list item {key!r} (has {len(node)})")
+                key = int(key)
+            elif not isinstance(node, dict):
+                raise ConfigError(f"--set {dotted}: {where}: cannot set a key inside a {type(node).__name__}")
+            if last:
+                node[key] = value
+            else:
+                if isinstance(node, dict) and node.get(key) is None:
+                    node[key] = {}
+                node = node[key]
+    return result
+
+
+def _split_override(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set {text}: expected dotted.key=value")
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {text}: the value is not valid YAML") from None
+
+
+def load_config(
+    config: str | os.PathLike[str] | dict[str, Any] | TableFlowConfig | CompareFlowConfig,
+    overrides: list[str] | dict[str, Any] | None = None,
+) -> TableFlowConfig | CompareFlowConfig:
+    """A validated config from a YAML path, a mapping or a model, with overrides applied."""
+    if isinstance(config, (TableFlowConfig, CompareFlowConfig)):
+        if not overrides:
+            return config
+        raw, source = config.model_dump(mode="python", exclude_unset=True), "<config>"
+    elif isinstance(config, dict):
+        raw, source = config, "<config>"
+    else:
+        raw, source = read_yaml(config), str(config)
+    if overrides:
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{source}: a run config is a mapping with a 'flow:' key")
+        raw = apply_overrides(raw, overrides)
+    return parse_config(raw, source)

@@ -1,0 +1,275 @@
+"""The table flow: input -> steps in order -> Parquet output, plus an optional summary.
+
+Steps come from a registry (:data:`STEPS`): a step is a function ``(df, params, context) -> df``
+that takes and returns a lazy Dask DataFrame. The flow builds the whole graph lazily and computes
+it once: the output write, the row count after every step and the summary state are reductions
+of one graph, so no step computes early and out-of-order input is detected before anything is
+published.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import dask.dataframe as dd
+import pandas as pd
+from dask.utils import key_split
+from distributed import Client, get_task_stream, progress
+
+from flows.config import (
+    DedupParams,
+    LookaheadParams,
+    MapParams,
+    MapStep,
+    SummaryConfig,
+    TableFlowConfig,
+)
+from flows.io import Publication, parquet_writer, read_json, read_table, write_json_atomic
+from flows.report import RunResult, StepReport, task_seconds_by_prefix
+from pipelines.dedup import drop_consecutive_duplicates
+from pipelines.errors import InputError
+from pipelines.lookahead import future_features
+from pipelines.summary import SummaryState, moments
+
+
+@dataclass
+class StepContext:
+    """What a step may need besides its params: the time column and where it sits in the config."""
+
+    time: str | None
+    key: str  # e.g. "steps[1].lookahead", for error messages
+
+
+StepFunction = Callable[[dd.DataFrame, Any, StepContext], dd.DataFrame]
+
+
+def dedup_step(df: dd.DataFrame, params: DedupParams, ctx: StepContext) -> dd.DataFrame:
+    """``dedup``: :func:`pipelines.dedup.drop_consecutive_duplicates`."""
+    return drop_consecutive_duplicates(
+        df, subset=params.subset, by=params.by, nan_equal=params.nan_equal, time=ctx.time
+    )
+
+
+def lookahead_step(df: dd.DataFrame, params: LookaheadParams, ctx: StepContext) -> dd.DataFrame:
+    """``lookahead``: :func:`pipelines.lookahead.future_features`."""
+    return future_features(
+        df, params.horizon, params.columns, features=tuple(params.features), by=params.by,
+        time=ctx.time, partial=params.partial, label=params.label,
+    )
+
+
+def import_function(path: str, key: str) -> Callable[..., Any]:
+    """``"package.module:function"`` -> the function; a one-line error naming ``key`` if not."""
+    module_name, _, name = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:
+        raise InputError(f"{key}: cannot import {path!r}: {type(error).__name__}: {error}") from None
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise InputError(f"{key}: {module_name!r} has no function {name!r}")
+    return function
+
+
+def _import_on_worker(path: str) -> str | None:
+    module_name, _, name = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:
+        return f"{type(error).__name__}: {error}"
+    return None if callable(getattr(module, name, None)) else f"no function {name!r}"
+
+
+def map_step(df: dd.DataFrame, params: MapParams, ctx: StepContext) -> dd.DataFrame:
+    """``map``: apply a user function to every partition, in parallel.
+
+    The function must be importable here and on every worker (it travels by reference).
+    ``meta`` ({column: dtype}) describes its output; without it Dask infers it by running the
+    function on a small sample frame.
+    """
+    key = f"{ctx.key}.function"
+    function = import_function(params.function, key)
+    meta: Any = None
+    if params.meta is not None:
+        try:
+            meta = pd.DataFrame({c: pd.Series(dtype=d) for c, d in params.meta.items()})
+        except TypeError as error:
+            raise InputError(f"{ctx.key}.meta: {error}") from None
+    try:
+        if meta is None:
+            return df.map_partitions(function, **params.kwargs)
+        return df.map_partitions(function, **params.kwargs, meta=meta)
+    except Exception as error:  # meta inference runs the function on an empty frame
+        raise InputError(
+            f"{key}: {params.function} failed on Dask's sample data while inferring its output "
+            f"({type(error).__name__}: {error}); give meta: {{column: dtype}}"
+        ) from None
+
+
+def check_imports_on_workers(config: TableFlowConfig, client: Client) -> None:
+    """Every ``map`` function must import on every worker too (functions travel by reference)."""
+    for index, step in enumerate(config.steps):
+        if isinstance(step, MapStep):
+            problems = client.run(_import_on_worker, step.map.function)
+            bad = {worker: problem for worker, problem in problems.items() if problem}
+            if bad:
+                worker, problem = next(iter(bad.items()))
+                raise InputError(
+                    f"steps[{index}].map.function: cannot import {step.map.function!r} "
+                    f"on worker {worker}: {problem}"
+                )
+
+
+STEPS: dict[str, StepFunction] = {"dedup": dedup_step, "lookahead": lookahead_step, "map": map_step}
+
+
+@dataclass
+class TablePlan:
+    """The lazy graph of a table flow, before anything is computed."""
+
+    frames: list[dd.DataFrame]  # the input, then the output of each step
+    names: list[str]
+    summary: Any = None  # lazy SummaryState
+    publication: Publication | None = None
+    counts: list[Any] = field(default_factory=list)
+
+    def describe(self) -> str:
+        """A few lines: each step with its partitions, and the graph's size."""
+        lines = []
+        for name, frame in zip(self.names, self.frames):
+            lines.append(f"{name:<24} {frame.npartitions:>6} partitions  columns: {', '.join(map(str, frame.columns))}")
+        if self.summary is not None:
+            lines.append("summary                  tree reduction")
+        if self.publication is not None:
+            lines.append(f"output                   {self.publication.target} (via {self.publication.tmp_path})")
+        graph = self.frames[-1].__dask_graph__()
+        lines.append(f"graph: {len(graph)} tasks up to the last step")
+        return "\n".join(lines)
+
+
+def plan_table(config: TableFlowConfig, run_id: str | None = None) -> TablePlan:
+    """Build the lazy graph of a table flow: read, steps, counts, summary and the pending write.
+
+    Needs no cluster: only metadata is read (schemas, Parquet footers).
+    """
+    df = read_table(config.input)
+    time_column = config.input.time
+    frames, names = [df], ["input"]
+    for index, step in enumerate(config.steps):
+        name = next(iter(type(step).model_fields))
+        params = getattr(step, name)
+        ctx = StepContext(time=time_column, key=f"steps[{index}].{name}")
+        df = STEPS[name](df, params, ctx)
+        frames.append(df)
+        names.append(f"steps[{index}].{name}")
+    plan = TablePlan(frames, names)
+    plan.counts = [frame.map_partitions(len, meta=(None, "int64")).sum() for frame in frames]
+    if config.summary is not None:
+        plan.summary = _summary(df, config.summary)
+    if config.output is not None:
+        plan.publication = Publication.start(config.output, run_id)
+    return plan
+
+
+def _summary(df: dd.DataFrame, summary: SummaryConfig) -> Any:
+    if summary.state is not None:
+        read_json(summary.state, "summary.state")  # a corrupt state fails before any compute
+    return moments(df, columns=summary.columns, by=summary.by, split_every=summary.split_every)
+
+
+def _step_prefixes(plan: TablePlan) -> list[set[str]]:
+    """Task-name prefixes that first appear in each step's graph (to attribute task time)."""
+    seen: set[str] = set()
+    result = []
+    for frame in plan.frames:
+        prefixes = {key_split(k) for k in frame.__dask_graph__()} - seen
+        seen |= prefixes
+        result.append(prefixes)
+    return result
+
+
+def run_table(
+    config: TableFlowConfig,
+    plan: TablePlan,
+    client: Client,
+    *,
+    show_progress: bool = False,
+    source_fingerprint: dict[str, str] | None = None,
+) -> RunResult:
+    """Run a planned table flow on ``client``: one compute, then publish output and summary state."""
+    started = time.perf_counter()
+    check_imports_on_workers(config, client)
+    _refuse_merged_input(config, source_fingerprint)
+    result = RunResult(flow="table", scheduler=client.scheduler.address)
+    publication = plan.publication
+    writer = None
+    if publication is not None:  # dask creates the folder when the write is built: only now
+        writer = parquet_writer(plan.frames[-1], publication.prepare(), config.output.storage_options)
+    targets = [writer, *plan.counts, plan.summary]
+    prefixes = _step_prefixes(plan)
+    try:
+        with get_task_stream(client) as stream:
+            futures = client.compute([t for t in targets if t is not None], optimize_graph=True)
+            if show_progress:
+                progress(futures)
+            values = client.gather(futures)
+        values = list(values)
+        if writer is not None:
+            values.pop(0)
+        counts = values[: len(plan.counts)]
+        state = values[len(plan.counts)] if plan.summary is not None else None
+        if state is not None:
+            result.summary, result.summary_state = _merge_summary(state, config, source_fingerprint)
+        if publication is not None:
+            publication.publish()
+            result.output = publication.target
+    finally:
+        if publication is not None and not publication.published:
+            publication.discard()
+    seconds = task_seconds_by_prefix(stream.data)
+    for index, name in enumerate(plan.names):
+        result.steps.append(
+            StepReport(
+                name=name,
+                rows_in=int(counts[index - 1]) if index else None,
+                rows_out=int(counts[index]),
+                task_seconds=sum(seconds.get(p, 0.0) for p in prefixes[index]),
+            )
+        )
+    result.wall_seconds = time.perf_counter() - started
+    return result
+
+
+def _refuse_merged_input(config: TableFlowConfig, fingerprint: dict[str, str] | None) -> None:
+    """Before computing: a summary state that already holds this input refuses it again."""
+    if config.summary is None or config.summary.state is None or fingerprint is None:
+        return
+    previous = read_json(config.summary.state, "summary.state")
+    if previous is not None:
+        try:
+            SummaryState.from_dict(previous).with_source(**fingerprint)
+        except InputError as error:
+            raise InputError(f"summary.state: {config.summary.state}: {error}") from None
+
+
+def _merge_summary(
+    state: SummaryState, config: TableFlowConfig, fingerprint: dict[str, str] | None
+) -> tuple[pd.DataFrame, str | None]:
+    summary = config.summary
+    assert summary is not None
+    if fingerprint is not None:
+        state = state.with_source(**fingerprint)
+    if summary.state is None:
+        return state.to_frame(ddof=summary.ddof), None
+    previous = read_json(summary.state, "summary.state")
+    if previous is not None:
+        try:
+            state = SummaryState.from_dict(previous).merge(state)
+        except InputError as error:
+            raise InputError(f"summary.state: {summary.state}: {error}") from None
+    write_json_atomic(state.to_dict(), summary.state)
+    return state.to_frame(ddof=summary.ddof), summary.state

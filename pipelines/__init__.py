@@ -1,0 +1,16 @@
+"""Reusable, lazy Dask steps: Dask collection in, lazy Dask collection out. No I/O, no CLI.
+
+Each step lives in a module of its own:
+
+- :mod:`pipelines.lookahead` -- future-aware features (rows or time horizon, per key)
+- :mod:`pipelines.dedup` -- consecutive-duplicate removal across partitions
+- :mod:`pipelines.summary` -- mergeable moments, tree-reduced
+- :mod:`pipelines.compare` -- the matrix comparison kernel (NumPy or CuPy)
+- :mod:`pipelines.grid` -- the all-against-all task grid over the upper triangle
+
+``pipelines`` never imports ``flows``.
+"""
+
+from pipelines.errors import InputError
+
+__all__ = ["InputError"]

@@ -1,0 +1,15 @@
+"""User functions for `map` steps in tests (importable on workers through PYTHONPATH)."""
+
+import pandas as pd
+
+
+def add_spread(df: pd.DataFrame, width: float = 0.01) -> pd.DataFrame:
+    """Add bid/ask columns around the price."""
+    return df.assign(bid=df["price"] - width / 2, ask=df["price"] + width / 2)
+
+
+def explode(df: pd.DataFrame) -> pd.DataFrame:
+    """Raise as soon as there is data (give `meta:` so that meta inference does not call it)."""
+    if len(df):
+        raise RuntimeError("boom: a user function failed mid-run")
+    return df
