@@ -89,9 +89,10 @@ def list_text() -> str:
 
 
 def _quiet_logs() -> None:
-    # distributed logs a lot on connection failures and shutdown; the CLI prints one line instead
-    for name in ("distributed", "tornado", "asyncio"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
+    """distributed logs a lot on connection failures and shutdown; the CLI prints one line instead."""
+    for name in ["distributed", "tornado", "asyncio", *logging.root.manager.loggerDict]:
+        if name.split(".")[0] in ("distributed", "tornado", "asyncio"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -105,8 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg = config_module.load_config(args.config, args.overrides)
             print(f"{args.config}: valid {cfg.flow} flow")
             return 0
-        _quiet_logs()
         from flows.runner import run
+
+        _quiet_logs()
 
         result = run(
             args.config, overrides=args.overrides, scheduler=args.scheduler, dry_run=args.dry_run,
@@ -124,8 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "traceback", False) or os.environ.get("DASK_FLOWS_TRACEBACK"):
             traceback.print_exc()
         message = " ".join(str(error).split()) or type(error).__name__
-        print(f"error: {type(error).__name__}: {message} (nothing was published; "
-              "--traceback for details)", file=sys.stderr)
+        if "nothing was published" not in message:
+            message += " (nothing was published; --traceback for details)"
+        print(f"error: {type(error).__name__}: {message}", file=sys.stderr)
         return 1
 
 

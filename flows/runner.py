@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import time
+from concurrent.futures import CancelledError
 from typing import Any
 
 import fsspec
@@ -42,6 +43,10 @@ def input_fingerprint(config: TableFlowConfig) -> dict[str, str]:
                 entries.append((f, info.get("size"), str(info.get("mtime", info.get("LastModified", "")))))
     digest = hashlib.sha256(json.dumps(entries, default=str).encode()).hexdigest()
     return {"path": ",".join(paths), "fingerprint": digest[:32]}
+
+
+class SchedulerLostError(RuntimeError):
+    """The scheduler went away during a run; nothing was published."""
 
 
 def preflight(config: TableFlowConfig | CompareFlowConfig) -> None:
@@ -121,6 +126,15 @@ def run(
         execute = functools.partial(run_compare, cfg, plan, show_progress=progress)
     with open_client(cfg.cluster, scheduler=scheduler, client=client) as active, active.as_current():
         with performance_report(filename=report) if report else contextlib.nullcontext():
-            result = execute(active)
+            try:
+                result = execute(active)
+            except (OSError, CancelledError) as error:
+                if active.status == "running":
+                    raise
+                address = getattr(active.scheduler, "address", "?")
+                raise SchedulerLostError(
+                    f"lost the scheduler {address} mid-run ({type(error).__name__}: {error}); "
+                    "nothing was published"
+                ) from None
     result.wall_seconds = time.perf_counter() - started
     return result

@@ -38,24 +38,37 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 class DaskProcesses:
     """A `dask scheduler` and `dask worker` processes on 127.0.0.1 (real processes, real TCP)."""
 
-    def __init__(self, n_workers: int = 2, memory_limit: str = "2GiB", scheduler_args=()):
+    def __init__(self, n_workers: int = 2, memory_limit: str = "2GiB", nanny: bool = True,
+                 protocol: str = "tcp", tls_args: list[str] | tuple[str, ...] = ()):
         self.port = free_port()
-        self.address = f"tcp://127.0.0.1:{self.port}"
+        self.address = f"{protocol}://127.0.0.1:{self.port}"
         self.env = subprocess_env()
+        self.tls_args = list(tls_args)
         self.scheduler = subprocess.Popen(
             [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(self.port),
-             "--no-dashboard", *scheduler_args],
+             "--no-dashboard", "--protocol", protocol, *self.tls_args],
             env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        self.workers = [self.start_worker(memory_limit) for _ in range(n_workers)]
+        self.workers = [self.start_worker(memory_limit, nanny) for _ in range(n_workers)]
         self.wait_for_workers(n_workers)
 
-    def start_worker(self, memory_limit: str = "2GiB") -> subprocess.Popen:
+    def start_worker(self, memory_limit: str = "2GiB", nanny: bool = True) -> subprocess.Popen:
+        """A `dask worker` process; without a nanny, its pid is the worker itself (to SIGKILL)."""
         return subprocess.Popen(
             [str(BIN / "dask"), "worker", self.address, "--nthreads", "1", "--nworkers", "1",
-             "--memory-limit", memory_limit, "--no-dashboard", "--host", "127.0.0.1"],
+             "--memory-limit", memory_limit, "--no-dashboard", "--host", "127.0.0.1",
+             *([] if nanny else ["--no-nanny"]), *self.tls_args],
             env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
+
+    def security(self):
+        if not self.tls_args:
+            return None
+        from distributed.security import Security
+
+        args = dict(zip(self.tls_args[::2], self.tls_args[1::2]))
+        return Security(tls_ca_file=args["--tls-ca-file"], tls_client_cert=args["--tls-cert"],
+                        tls_client_key=args["--tls-key"], require_encryption=True)
 
     def wait_for_workers(self, n: int, timeout: float = 60) -> None:
         from distributed import Client
@@ -63,7 +76,7 @@ class DaskProcesses:
         deadline = time.time() + timeout
         while True:
             try:
-                with Client(self.address, timeout="5s") as client:
+                with Client(self.address, timeout="5s", security=self.security()) as client:
                     client.wait_for_workers(n, timeout=max(1, deadline - time.time()))
                     return
             except OSError:

@@ -13,3 +13,15 @@ def explode(df: pd.DataFrame) -> pd.DataFrame:
     if len(df):
         raise RuntimeError("boom: a user function failed mid-run")
     return df
+
+
+def slow(df: pd.DataFrame, seconds: float = 0.3, marker: str = "") -> pd.DataFrame:
+    """Sleep per partition (so a test can disturb the run mid-way); touch `marker` when started."""
+    import os
+    import time
+
+    if marker and len(df):
+        with open(os.path.join(marker, f"{os.getpid()}-{time.time_ns()}"), "w"):
+            pass
+    time.sleep(seconds if len(df) else 0)
+    return df

@@ -1,0 +1,176 @@
+"""Benchmark of the all-against-all compare grid against the seed's way and tslearn.
+
+Defaults: N = 5,000 synthetic matrices, 20 rows, 150-250 columns: all 12,497,500 unique pairs on a
+LocalCluster of 2 single-threaded workers, written to a Zarr store (the wall time includes the
+writes and the publish). Prints pairs/s and the ratio to
+
+- the seed's way: one ``scipy.signal.correlate2d(a, b, mode="full")`` per pair (its middle row is
+  c[k]), normalized, max/argmax -- timed on a sample of pairs and extrapolated;
+- ``tslearn.metrics.cdist_normalized_cc`` (zero-padded to the longest length) -- if tslearn imports
+  here, or in the interpreter given by ``--tslearn-python`` (a throwaway venv) -- timed on a subset
+  and extrapolated.
+
+    python benchmarks/bench_compare.py                 # the full N = 5,000 grid
+    python benchmarks/bench_compare.py --n 1000        # smaller
+    python benchmarks/bench_compare.py --no-cluster    # dask.compute on the local threaded scheduler
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from flows.matrices import synthetic_matrices  # noqa: E402
+from pipelines.compare import compare, zscore_rows  # noqa: E402
+from pipelines.grid import all_pairs  # noqa: E402
+
+TSLEARN_SNIPPET = r"""
+import json, sys, time
+import numpy as np
+from tslearn.metrics import cdist_normalized_cc
+data = np.load(sys.argv[1])
+x = data["x"]
+n = len(x)
+cdist_normalized_cc(x[:4], x[:4], np.full(4, -1.0), np.full(4, -1.0), True)  # numba compile
+t0 = time.perf_counter()
+# self_similarity=True: the upper triangle only, mirrored -- the same n (n - 1) / 2 pairs as the grid
+cdist_normalized_cc(x, x, np.full(n, -1.0), np.full(n, -1.0), True)
+print(json.dumps({"seconds": time.perf_counter() - t0, "n": n}))
+"""
+
+
+def seed_way(mats: list[np.ndarray], sample: int, rng: np.random.Generator) -> float:
+    """Seconds per pair of the seed's per-pair scipy.signal.correlate2d loop (a sample)."""
+    from scipy.signal import correlate2d
+
+    n = len(mats)
+    pairs = rng.integers(0, n, size=(sample, 2))
+    t0 = time.perf_counter()
+    for i, j in pairs:
+        a, b = mats[i], mats[j]
+        c = correlate2d(a, b, mode="full")[a.shape[0] - 1]  # zero row shift: sum over rows
+        c = c / (np.linalg.norm(a) * np.linalg.norm(b))
+        k = int(np.argmax(c))
+        _ = (c[k], k - (b.shape[1] - 1))
+    return (time.perf_counter() - t0) / sample
+
+
+def tslearn_way(mats: list[np.ndarray], subset: int, python: str | None) -> tuple[float, str] | None:
+    """Seconds per pair of tslearn's cdist_normalized_cc on a subset (zero-padded), or None."""
+    sub = mats[:subset]
+    length = max(x.shape[1] for x in sub)
+    x = np.zeros((len(sub), length, sub[0].shape[0]))  # tslearn: (n_ts, sz, d)
+    for k, m in enumerate(sub):
+        x[k, : m.shape[1]] = m.T
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "x.npz")
+        np.savez(path, x=x)
+        exe = python or sys.executable
+        try:
+            done = subprocess.run([exe, "-c", TSLEARN_SNIPPET, path], capture_output=True, text=True, timeout=1800)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            return None if python is None else (float("nan"), f"failed: {error}")
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["?"])[-1]
+            return None if python is None else (float("nan"), f"failed: {last}")
+        out = json.loads(done.stdout.strip().splitlines()[-1])
+    pairs = out["n"] * (out["n"] - 1) / 2
+    return out["seconds"] / pairs, exe
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=5000, help="number of matrices (default 5000)")
+    p.add_argument("--rows", type=int, default=20)
+    p.add_argument("--min-len", type=int, default=150)
+    p.add_argument("--max-len", type=int, default=250)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tile", type=int, default=None, help="matrices per block (default: by device)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--normalize", default=None, choices=[None, "zscore"])
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--workers", type=int, default=2, help="LocalCluster workers (1 thread each)")
+    p.add_argument("--no-cluster", action="store_true", help="local threaded scheduler, no LocalCluster")
+    p.add_argument("--out", default=None, help="Zarr output (default: a temporary folder, removed)")
+    p.add_argument("--sample", type=int, default=1000, help="pairs timed for the seed's way")
+    p.add_argument("--tslearn-subset", type=int, default=400, help="matrices for the tslearn timing")
+    p.add_argument("--tslearn-python", default=None, help="an interpreter with tslearn (throwaway venv)")
+    p.add_argument("--skip-baselines", action="store_true")
+    args = p.parse_args(argv)
+
+    t0 = time.perf_counter()
+    ms = synthetic_matrices(args.n, args.rows, args.min_len, args.max_len, args.seed)
+    print(f"data: {args.n:,} matrices {args.rows} x {args.min_len}-{args.max_len} "
+          f"({sum(x.nbytes for x in ms.arrays) / 2**20:.0f} MiB float64), made in {time.perf_counter() - t0:.1f} s")
+
+    tmp = tempfile.mkdtemp(prefix="bench-compare-")
+    out = args.out or os.path.join(tmp, "grid.zarr")
+    client = cluster = None
+    try:
+        if not args.no_cluster:
+            from distributed import Client, LocalCluster
+
+            t0 = time.perf_counter()
+            cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=None)
+            client = Client(cluster)
+            print(f"cluster: LocalCluster {args.workers} workers x 1 thread, started in {time.perf_counter() - t0:.1f} s")
+        else:
+            print("cluster: none (dask.compute, local threaded scheduler)")
+        t0 = time.perf_counter()
+        result = all_pairs(ms, tile=args.tile, device=args.device, dtype=args.dtype, out=out,
+                           normalize=args.normalize, top_k=args.top_k, client=client, overwrite=True)
+        wall = time.perf_counter() - t0
+        print(result)
+        print(f"grid: {result.pairs:,} pairs in {wall:.2f} s wall (validation, fingerprint, spectra, "
+              f"tiles, Zarr writes, publish) = {result.pairs / wall:,.0f} pairs/s on {result.device}")
+        if result.top_k is None:
+            import zarr
+
+            g = zarr.open_group(out, mode="r")
+            i, j = 1, min(args.n - 1, 7)
+            s, lag = compare(ms.arrays[i] if args.normalize is None else zscore_rows(ms.arrays[i]),
+                             ms.arrays[j] if args.normalize is None else zscore_rows(ms.arrays[j]))
+            print(f"check: score[{i},{j}] = {float(g['score'][i, j]):.6f} (compare(): {s:.6f}), "
+                  f"lag {int(g['lag'][i, j])} ({lag})")
+    finally:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+        if args.out is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    if args.skip_baselines:
+        return
+    rng = np.random.default_rng(args.seed)
+    per_pair = seed_way(ms.arrays, args.sample, rng)
+    seed_total = per_pair * result.pairs
+    print(f"seed's way (per-pair scipy.signal.correlate2d, {args.sample} pairs sampled): "
+          f"{1 / per_pair:,.0f} pairs/s -> {seed_total:,.0f} s ({seed_total / 3600:.1f} h) extrapolated; "
+          f"grid is {seed_total / wall:,.0f}x faster")
+    ts = tslearn_way(ms.arrays, min(args.tslearn_subset, args.n), args.tslearn_python)
+    if ts is None:
+        print("tslearn: not importable here (try --tslearn-python /path/to/venv/bin/python)")
+    elif not np.isfinite(ts[0]):
+        print(f"tslearn: {ts[1]}")
+    else:
+        total = ts[0] * result.pairs
+        print(f"tslearn cdist_normalized_cc ({min(args.tslearn_subset, args.n)} matrices zero-padded, via {ts[1]}): "
+              f"{1 / ts[0]:,.0f} pairs/s -> {total:,.0f} s extrapolated; grid is {total / wall:,.1f}x faster")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""Benchmark: pipelines.summary.summarize against Dask's own reductions and single-process NumPy.
+
+The data (``--rows`` x ``--columns`` float64, ``1e9 + N(0, 1)``, ``N(0, 1)``, ``U(0, 1)``,
+``Exp(1)``, ... in turn) is generated on a distributed ``LocalCluster`` and persisted before
+timing, so every timing is of the reduction alone. Each contender is run once untimed, then
+``--repeats`` times; medians are printed with ratios against our summary.
+
+- ``summarize``: our count/mean/std/var/min/max (one tree reduction).
+- ``dask mean+std``: ``dask.compute(df.mean(), df.std())``; the target is <= 1.3x this.
+- ``dask 5 stats``: ``dask.compute(df.count(), df.mean(), df.std(), df.min(), df.max())``,
+  the same statistics as ours.
+- ``dask describe``: ``df.describe()`` (adds quantiles, so it does more).
+- ``numpy``: the same statistics on the same data in this process (one thread of work).
+
+Example::
+
+    python benchmarks/bench_summary.py                # 50 M rows x 4 columns
+    python benchmarks/bench_summary.py --rows 5e6     # quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import dask
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipelines.summary import summarize  # noqa: E402
+
+
+def make_partition(index: int, rows: int, n_columns: int, nan_fraction: float, seed: int) -> pd.DataFrame:
+    """Partition ``index`` of the benchmark data (deterministic in ``seed`` and ``index``)."""
+    rng = np.random.default_rng([seed, index])
+    data = {}
+    for c in range(n_columns):
+        kind = c % 4
+        if kind == 0:
+            values = 1e9 + rng.normal(0.0, 1.0, rows)
+        elif kind == 1:
+            values = rng.normal(0.0, 1.0, rows)
+        elif kind == 2:
+            values = rng.uniform(0.0, 1.0, rows)
+        else:
+            values = rng.exponential(1.0, rows)
+        if nan_fraction > 0:
+            values[rng.random(rows) < nan_fraction] = np.nan
+        data[f"c{c}"] = values
+    return pd.DataFrame(data)
+
+
+def partition_sizes(rows: int, partition_rows: int) -> list[int]:
+    n = max(1, -(-rows // partition_rows))
+    base, extra = divmod(rows, n)
+    return [base + (i < extra) for i in range(n)]
+
+
+def numpy_stats(frame: pd.DataFrame) -> pd.DataFrame:
+    """count, mean, std (ddof=1), min, max per column with NumPy (NaN-aware)."""
+    out = {}
+    for name in frame.columns:
+        x = frame[name].to_numpy()
+        out[name] = {
+            "count": int(np.count_nonzero(~np.isnan(x))),
+            "mean": float(np.nanmean(x)),
+            "std": float(np.nanstd(x, ddof=1)),
+            "min": float(np.nanmin(x)),
+            "max": float(np.nanmax(x)),
+        }
+    return pd.DataFrame(out).T
+
+
+def timed(run: Callable[[], object], repeats: int) -> tuple[float, list[float], object]:
+    result = run()  # warm-up, untimed
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times, result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=float, default=50e6, help="rows in all (default 50e6)")
+    parser.add_argument("--columns", type=int, default=4, help="float64 columns (default 4)")
+    parser.add_argument("--partition-rows", type=float, default=1e6, help="rows per partition (default 1e6)")
+    parser.add_argument("--split-every", type=int, default=8, help="fan-in of our tree (default 8)")
+    parser.add_argument("--nan-fraction", type=float, default=0.0, help="share of NaN values (default 0)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per contender (default 5)")
+    parser.add_argument("--workers", type=int, default=2, help="LocalCluster workers (default 2)")
+    parser.add_argument("--threads-per-worker", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-numpy", action="store_true", help="skip the single-process NumPy run")
+    args = parser.parse_args(argv)
+
+    from distributed import Client, LocalCluster, wait
+
+    rows, partition_rows = int(args.rows), int(args.partition_rows)
+    sizes = partition_sizes(rows, partition_rows)
+    meta = make_partition(0, 0, args.columns, 0.0, args.seed)
+    print(
+        f"{rows:,} rows x {args.columns} columns, {len(sizes)} partitions, NaN share {args.nan_fraction}, "
+        f"{args.workers} workers x {args.threads_per_worker} threads, median of {args.repeats}"
+    )
+    with LocalCluster(
+        n_workers=args.workers,
+        threads_per_worker=args.threads_per_worker,
+        processes=True,
+        dashboard_address=":0",
+        memory_limit=0,
+    ) as cluster, Client(cluster) as client:
+        df = dd.from_map(
+            make_partition,
+            list(range(len(sizes))),
+            sizes,
+            meta=meta,
+            enforce_metadata=False,
+            n_columns=args.columns,
+            nan_fraction=args.nan_fraction,
+            seed=args.seed,
+        )
+        df = df.persist()
+        wait(df)
+
+        contenders: dict[str, Callable[[], object]] = {
+            "summarize": lambda: summarize(df, split_every=args.split_every).compute(),
+            "dask mean+std": lambda: dask.compute(df.mean(), df.std()),
+            "dask 5 stats": lambda: dask.compute(df.count(), df.mean(), df.std(), df.min(), df.max()),
+            "dask describe": lambda: df.describe().compute(),
+        }
+        results: dict[str, tuple[float, list[float], object]] = {}
+        for name, run in contenders.items():
+            results[name] = timed(run, args.repeats)
+            print(f"  {name:<14} {results[name][0]:8.3f} s   runs {['%.3f' % t for t in results[name][1]]}")
+        client.cancel(df)
+
+    if not args.skip_numpy:
+        local = pd.concat(
+            [make_partition(i, n, args.columns, args.nan_fraction, args.seed) for i, n in enumerate(sizes)],
+            ignore_index=True,
+        )
+        results["numpy"] = timed(lambda: numpy_stats(local), args.repeats)
+        print(f"  {'numpy':<14} {results['numpy'][0]:8.3f} s   runs {['%.3f' % t for t in results['numpy'][1]]}")
+        reference = results["numpy"][2]
+        ours = results["summarize"][2]
+        dask_std = results["dask mean+std"][2][1]
+        std = reference["std"]
+        ours_err = max(abs(ours.loc[c, "std"] - std[c]) / std[c] for c in local.columns)
+        dask_err = max(abs(dask_std[c] - std[c]) / std[c] for c in local.columns)
+        print(f"  largest std difference from numpy: ours {ours_err:.1e}, dask's .std() {dask_err:.1e}")
+
+    ours_time = results["summarize"][0]
+    print("ratios (our summarize time / theirs; target <= 1.3 against dask mean+std):")
+    for name, (median, _, _) in results.items():
+        if name != "summarize":
+            print(f"  vs {name:<14} {ours_time / median:6.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,208 @@
+"""Matrix sources for the compare flow: a folder of ``.npy`` files, one ``.npz``, a Zarr group of
+2-D arrays, or ``synthetic`` matrices (seeded).
+
+:func:`load_matrices` returns ``MatrixSet(names, arrays)``: names in order (sorted file / key /
+array names), the matrices as float64 NumPy arrays, all validated. A bad matrix is an
+:class:`~pipelines.errors.InputError` whose one-line message names the file or array: a row count
+other than the first matrix's, NaN or inf, fewer than 1 column, not 2-D, not numeric, a pickled
+(object) array -- ``np.load`` is never allowed to unpickle.
+
+Eager on purpose: every value is needed before the grid starts (validation, the fingerprint that
+guards resumable output, the spectra), errors must come before anything is written, and the input
+(N x r x len, 160 MB for 5,000 x 20 x ~200 float64) is small beside the N x N result.
+
+Examples
+--------
+>>> ms = load_matrices({"format": "synthetic", "n": 3, "rows": 2, "min_len": 4, "max_len": 6})
+>>> ms.names, [a.shape[0] for a in ms.arrays]
+(['m0', 'm1', 'm2'], [2, 2, 2])
+>>> names, arrays = ms    # unpacks like a tuple
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from pipelines.compare import check_matrix
+from pipelines.errors import InputError
+
+
+class MatrixSet(NamedTuple):
+    names: list[str]
+    arrays: list[np.ndarray]
+
+    def as_dict(self) -> dict[str, np.ndarray]:
+        return dict(zip(self.names, self.arrays, strict=True))
+
+
+def _spec(source: Any) -> dict[str, Any]:
+    """A source as a dict with ``format``: config models, dicts and plain paths."""
+    if hasattr(source, "model_dump"):  # a pydantic input config (flows.config)
+        return source.model_dump()
+    if isinstance(source, Mapping):
+        if "format" not in source:
+            raise InputError("input: a matrix source needs a format (npy, npz, zarr, synthetic)")
+        return dict(source)
+    if isinstance(source, str | os.PathLike):
+        path = Path(source)
+        if path.suffix == ".npz":
+            return {"format": "npz", "path": str(path)}
+        if (path / "zarr.json").exists() or (path / ".zgroup").exists():
+            return {"format": "zarr", "path": str(path)}
+        if path.is_dir():
+            return {"format": "npy", "path": str(path)}
+        raise InputError(f"input: {path}: not a folder of .npy files, an .npz file or a Zarr group")
+    raise InputError(f"input: {source!r} is not a matrix source")
+
+
+def load_matrices(source: Any) -> MatrixSet:
+    """Load and validate the matrices of ``source`` (see the module docstring)."""
+    spec = _spec(source)
+    fmt = spec.get("format")
+    if fmt == "npy":
+        names, arrays = _read_npy_folder(Path(spec["path"]))
+    elif fmt == "npz":
+        names, arrays = _read_npz(Path(spec["path"]))
+    elif fmt == "zarr":
+        names, arrays = _read_zarr(Path(spec["path"]))
+    elif fmt == "synthetic":
+        keys = ("n", "rows", "min_len", "max_len", "seed")
+        return synthetic_matrices(**{k: spec[k] for k in keys if k in spec})
+    else:
+        raise InputError(f"input.format: {fmt!r} is not one of npy, npz, zarr, synthetic")
+    return MatrixSet(names, _validate(names, arrays))
+
+
+def _validate(labels: list[str], arrays: list[Any]) -> list[np.ndarray]:
+    out: list[np.ndarray] = []
+    rows = None
+    for label, arr in zip(labels, arrays, strict=True):
+        checked = check_matrix(arr, label, rows=rows)
+        rows = checked.shape[0] if rows is None else rows
+        out.append(checked)
+    return out
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(6)
+    except OSError as error:
+        raise InputError(f"{path}: not readable ({_first_line(error)})") from None
+    if magic != b"\x93NUMPY":  # np.load would take it for a pickle (and refuse it)
+        raise InputError(f"{path}: not a readable .npy array (no NumPy header)")
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as error:
+        if "pickle" in str(error).lower():
+            raise InputError(f"{path}: a pickled (object) array; only numeric arrays are read") from None
+        raise InputError(f"{path}: not a readable .npy array ({_first_line(error)})") from None
+    except (OSError, EOFError) as error:
+        raise InputError(f"{path}: not a readable .npy array ({_first_line(error)})") from None
+
+
+def _read_npy_folder(folder: Path) -> tuple[list[str], list[np.ndarray]]:
+    if not folder.is_dir():
+        raise InputError(f"input.path: {folder}: no such folder")
+    files = sorted(p for p in folder.iterdir() if p.suffix == ".npy" and p.is_file())
+    if not files:
+        raise InputError(f"input.path: {folder}: no .npy files")
+    arrays = [_load_npy(p) for p in files]
+    # names: the file stems; messages name the files
+    checked = _validate([str(p) for p in files], arrays)
+    return [p.stem for p in files], checked
+
+
+def _read_npz(path: Path) -> tuple[list[str], list[np.ndarray]]:
+    if not path.is_file():
+        raise InputError(f"input.path: {path}: no such file")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise InputError(f"{path}: not a readable .npz archive ({_first_line(error)})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise InputError(f"{path}: not an .npz archive (a single array)")
+    with archive:
+        names = sorted(archive.files)
+        if not names:
+            raise InputError(f"{path}: no arrays")
+        arrays = []
+        for name in names:
+            try:
+                arrays.append(archive[name])
+            except ValueError as error:
+                if "pickle" in str(error).lower():
+                    raise InputError(f"{path}:{name}: a pickled (object) array; only numeric arrays are read") from None
+                raise InputError(f"{path}:{name}: not readable ({_first_line(error)})") from None
+    checked = _validate([f"{path}:{name}" for name in names], arrays)
+    return names, checked
+
+
+def _read_zarr(path: Path) -> tuple[list[str], list[np.ndarray]]:
+    import zarr  # noqa: PLC0415
+
+    try:
+        group = zarr.open_group(str(path), mode="r")
+    except Exception as error:  # FileNotFoundError, GroupNotFoundError, bad metadata
+        raise InputError(f"input.path: {path}: not a Zarr group ({_first_line(error)})") from None
+    names = sorted(group.array_keys())
+    if not names:
+        raise InputError(f"input.path: {path}: no arrays in the Zarr group")
+    arrays = []
+    for name in names:
+        arr = group[name]
+        if np.dtype(arr.dtype).kind not in "biuf":
+            raise InputError(f"{path}/{name}: not numeric (dtype {arr.dtype})")
+        arrays.append(arr[...])
+    checked = _validate([f"{path}/{name}" for name in names], arrays)
+    return names, checked
+
+
+def synthetic_matrices(
+    n: int = 200, rows: int = 20, min_len: int = 150, max_len: int = 250, seed: int = 0
+) -> MatrixSet:
+    """``n`` seeded matrices ``rows x L``, ``L`` uniform in ``[min_len, max_len]``.
+
+    Each is a window, at a random offset, of one of ``max(1, n // 10)`` random-walk prototypes,
+    plus noise: families of similar matrices for the grid (and ``top_k``) to find.
+
+    >>> a = synthetic_matrices(5, 3, 10, 12, seed=1)
+    >>> b = synthetic_matrices(5, 3, 10, 12, seed=1)
+    >>> all((x == y).all() for x, y in zip(a.arrays, b.arrays)), min(x.shape[1] for x in a.arrays) >= 10
+    (True, True)
+    """
+    n, rows, min_len, max_len = int(n), int(rows), int(min_len), int(max_len)
+    if n < 1 or rows < 1 or min_len < 1:
+        raise InputError("input: synthetic n, rows and min_len must be >= 1")
+    if max_len < min_len:
+        raise InputError(f"input: synthetic max_len {max_len} < min_len {min_len}")
+    rng = np.random.default_rng(seed)
+    families = max(1, n // 10)
+    span = 2 * max_len
+    protos = np.cumsum(rng.standard_normal((families, rows, span)), axis=-1)
+    protos -= protos.mean(axis=-1, keepdims=True)
+    protos /= protos.std(axis=-1, keepdims=True) + 1e-12
+    lengths = rng.integers(min_len, max_len + 1, size=n)
+    family = rng.integers(0, families, size=n)
+    width = len(str(n - 1))
+    names, arrays = [], []
+    for k in range(n):
+        length = int(lengths[k])
+        start = int(rng.integers(0, span - length + 1))
+        x = protos[family[k], :, start : start + length] + 0.5 * rng.standard_normal((rows, length))
+        names.append(f"m{k:0{width}d}")
+        arrays.append(x)
+    return MatrixSet(names, arrays)
+
+
+__all__ = ["MatrixSet", "load_matrices", "synthetic_matrices"]

@@ -1,0 +1,803 @@
+"""Future-aware features: every row sees the rows that follow it, per key, across partitions.
+
+For row *i* (time ``t_i``, key ``g_i``) its future window ``W_i`` holds the rows *j* of the same
+key with, for a **rows horizon** *k*, the next *k* rows of that key after *i*, and for a **time
+horizon** *T* (a fixed span such as ``"30s"``), ``t_i < t_j <= t_i + T``. :func:`future_features` adds
+``{column}_{feature}_{label}`` columns (float64) computed over those windows; :func:`map_lookahead`
+hands each partition's rows, followed by the future rows they need, to any function.
+
+How it works
+------------
+No partition is ever gathered with another, and no ``map_overlap`` is used: it raises for
+partitions smaller than the overlap, loses boundary rows with a time-based ``after`` and trims the
+overlap by position. Instead a **backward scan** (:func:`pipelines.partitions.scan_backward`) over
+small per-partition summaries collects, for each partition *p*, the rows after *p* that its windows
+can reach:
+
+- rows horizon *k*: the summary of partition *q* is the first *k* rows of each key in *q*; the
+  state after *p* is the first *k* rows of each key of ``concat(summary[p+1], state[p+1])``.
+- time horizon *T*: the summary of *q* is its rows with ``t <= first_t(q) + T`` (and its last time);
+  the state after *p* is the rows of ``concat(summary[p+1].rows, state[p+1].rows)`` with
+  ``t <= t0 + T``, ``t0`` the first time after *p*, plus the last time of the whole input (for
+  incomplete windows). As ``last_t(p) <= t0``, it holds every row a window of *p* can reach.
+
+Each partition is then computed on its own rows followed by that state, and only its own rows are
+returned. Partitions may hold any number of rows, zero included. The per-partition kernel is
+vectorized: a stable sort by key, window bounds ``[start, end)`` by ``searchsorted``, then pandas
+rolling aggregations over those bounds, scattered back to row order. Rows are never reordered.
+
+Times must be non-decreasing (duplicates allowed; row order breaks ties). This is checked during
+the compute, inside and across partitions, and a violation raises :class:`InputError` naming the
+row.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import dask
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+from dask.base import tokenize
+from dask.dataframe.utils import make_meta
+from pandas.api.indexers import BaseIndexer
+from pandas.api.types import (
+    is_complex_dtype,
+    is_datetime64_any_dtype,
+    is_numeric_dtype,
+)
+
+from pipelines.errors import InputError
+from pipelines.partitions import from_partitions, scan_backward, to_partitions
+
+__all__ = ["FEATURES", "feature_label", "future_features", "map_lookahead", "parse_horizon"]
+
+#: The features :func:`future_features` can compute, in their documented order.
+FEATURES: tuple[str, ...] = ("future", "change", "return", "max", "min", "mean", "sum", "count")
+
+_ROLLING = ("max", "min", "mean", "sum")
+_NAT = np.iinfo(np.int64).min
+_DIGITS = re.compile(r"^\s*\+?\d+\s*$")
+_CALENDAR = re.compile(r"^\s*[+-]?\d*\s*(M|Y|y|Q|B|ME|MS|YE|YS|QE|QS|BM|BME|BMS|BQ|BY|W-\w+)\s*$")
+
+Horizon = int | pd.Timedelta
+
+
+# ----------------------------------------------------------------------------------------------
+# horizon and labels
+def parse_horizon(value: Any) -> Horizon:
+    """A horizon as given by a user -> a row count (``int``) or a fixed time span (``Timedelta``).
+
+    Parameters
+    ----------
+    value : int, str, Timedelta, datetime.timedelta or numpy.timedelta64
+        A positive row count (``30`` or ``"30"``) or a fixed time span (``"30s"``, ``"5min"``,
+        ``"1h"``, ``pd.Timedelta("2D")``). Calendar offsets (``"1M"``, ``"1Y"``, ``"1B"``) have no
+        fixed length and are refused.
+
+    Returns
+    -------
+    int or pandas.Timedelta
+
+    Raises
+    ------
+    InputError
+        For anything else, zero and negative horizons included.
+
+    Examples
+    --------
+    >>> parse_horizon(30), parse_horizon("30")
+    (30, 30)
+    >>> parse_horizon("5min")
+    Timedelta('0 days 00:05:00')
+    >>> parse_horizon("30x")
+    Traceback (most recent call last):
+    ...
+    pipelines.errors.InputError: '30x' is not a row count or a time span like '30s'
+    """
+    if isinstance(value, (bool, np.bool_)):
+        raise InputError(f"{value!r} is not a row count or a time span like '30s'")
+    if isinstance(value, (int, np.integer)):
+        if value <= 0:
+            raise InputError(f"horizon {int(value)} must be a positive row count")
+        return int(value)
+    if isinstance(value, (pd.Timedelta, datetime.timedelta, np.timedelta64)):
+        span = pd.Timedelta(value)
+    elif isinstance(value, str):
+        if _DIGITS.match(value):
+            return parse_horizon(int(value))
+        if _CALENDAR.match(value):
+            raise InputError(
+                f"horizon {value!r} is a calendar offset, not a fixed time span; "
+                "use a fixed span such as '30D' or '24h'"
+            )
+        try:
+            span = pd.Timedelta(value.strip())
+        except (ValueError, TypeError, OverflowError):
+            raise InputError(f"{value!r} is not a row count or a time span like '30s'") from None
+    else:
+        raise InputError(f"{value!r} is not a row count or a time span like '30s'")
+    if pd.isna(span) or span <= pd.Timedelta(0):
+        raise InputError(f"horizon {value!r} must be a positive time span")
+    return span
+
+
+def feature_label(horizon: Any) -> str:
+    """The label of a horizon in feature names: ``{k}r`` for rows, the span as written for time.
+
+    A string is kept as written (without whitespace); a ``Timedelta`` is written in its largest
+    exact unit.
+
+    Examples
+    --------
+    >>> feature_label(30), feature_label("30s"), feature_label("5 min")
+    ('30r', '30s', '5min')
+    >>> feature_label(pd.Timedelta(minutes=90)), feature_label(pd.Timedelta(days=2))
+    ('90min', '2D')
+    """
+    parsed = parse_horizon(horizon)
+    if isinstance(parsed, int):
+        return f"{parsed}r"
+    if isinstance(horizon, str):
+        return "".join(horizon.split())
+    for unit, text in (("D", "D"), ("h", "h"), ("min", "min"), ("s", "s"), ("ms", "ms"),
+                       ("us", "us"), ("ns", "ns")):
+        step = pd.Timedelta(1, unit=unit)
+        if parsed % step == pd.Timedelta(0):
+            return f"{parsed // step}{text}"
+    raise AssertionError("unreachable: every Timedelta is a whole number of nanoseconds")
+
+
+# ----------------------------------------------------------------------------------------------
+# specification shared by the graph's tasks (small and picklable)
+@dataclass(frozen=True)
+class _Spec:
+    rows: int | None  # k for a rows horizon
+    span: int | None  # T in units of ``unit`` for a time horizon (floored: times are whole units)
+    unit: str | None  # the time unit, e.g. "us"
+    time: Hashable | None  # the time column, or None for the index
+    time_name: str  # for messages: "index" or "time column 'ts'"
+    by: tuple[Hashable, ...]
+    keep: tuple[Hashable, ...] | None  # columns kept in the carried rows (None: all)
+
+
+@dataclass
+class _Summary:
+    """What partition ``part`` contributes to the backward scan."""
+
+    part: int
+    rows: pd.DataFrame | None  # None when the partition is empty
+    t: np.ndarray | None = None  # times of ``rows`` (time horizon)
+    last_t: int | None = None  # last time of the partition
+    last_time: Any = None  # the same, as a value for messages
+    last_label: Any = None  # index label of the partition's last row
+
+
+@dataclass
+class _State:
+    """The rows after a partition that its windows can reach (row order), and the input's end."""
+
+    rows: pd.DataFrame | None = None  # None when nothing follows
+    t: np.ndarray | None = None
+    first_part: int | None = None  # the partition holding ``rows``' first row
+    end_t: int | None = None  # last time of everything after the partition
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def _spec(
+    df: dd.DataFrame, horizon: Any, by: Any, time: Any, keep: Sequence[Hashable] | None
+) -> tuple[_Spec, Horizon]:
+    """Check the arguments against ``df``'s metadata; nothing is computed."""
+    if not isinstance(df, dd.DataFrame):
+        raise TypeError(f"expected a dask DataFrame, got {type(df).__name__}")
+    parsed = parse_horizon(horizon)
+    meta = df._meta
+    keys = _as_list(by)
+    for name in keys:
+        if name not in meta.columns:
+            raise InputError(f"by: unknown column {name!r}")
+    if len(set(keys)) != len(keys):
+        raise InputError(f"by: a column is listed twice in {keys!r}")
+    if time is not None and time not in meta.columns:
+        raise InputError(f"time: unknown column {time!r}")
+    rows = span = unit = None
+    time_name = "index" if time is None else f"time column {time!r}"
+    if isinstance(parsed, int):
+        rows = parsed
+    else:
+        if time is None:
+            if not isinstance(meta.index, pd.DatetimeIndex):
+                raise InputError(
+                    f"horizon {horizon!r} is a time span but the frame has neither a DatetimeIndex "
+                    f"(its index is {type(meta.index).__name__}) nor a `time` column"
+                )
+            dtype = meta.index.dtype
+        else:
+            dtype = meta[time].dtype
+            if not is_datetime64_any_dtype(dtype):
+                raise InputError(f"time column {time!r} is not a datetime column (dtype {dtype})")
+        unit = np.datetime_data(getattr(dtype, "base", dtype))[0]
+        span = int(parsed // pd.Timedelta(1, unit=unit))
+    if keep is not None:
+        wanted = [*keys, *keep] + ([time] if time is not None and span is not None else [])
+        keep = tuple(dict.fromkeys(wanted))
+    return _Spec(rows, span, unit, time, time_name, tuple(keys), keep), parsed
+
+
+# ----------------------------------------------------------------------------------------------
+# times, keys and order checks
+def _time_values(frame: pd.DataFrame, spec: _Spec) -> Any:
+    return frame.index if spec.time is None else frame[spec.time]
+
+
+def _times(frame: pd.DataFrame, spec: _Spec) -> np.ndarray:
+    """Times as int64 in ``spec.unit`` (UTC for tz-aware times); NaT is ``_NAT``."""
+    values = pd.array(_time_values(frame, spec), copy=False)
+    if getattr(values, "tz", None) is not None:
+        values = values.tz_convert(None)
+    array = np.asarray(values)
+    if array.dtype.kind != "M":
+        raise InputError(f"{spec.time_name} does not hold datetimes (dtype {array.dtype})")
+    if np.datetime_data(array.dtype)[0] != spec.unit:
+        array = array.astype(f"M8[{spec.unit}]")
+    return array.view(np.int64)
+
+
+def _check_times(frame: pd.DataFrame, t: np.ndarray, spec: _Spec, part: int) -> None:
+    """Raise for NaT or times going backwards inside one partition."""
+    if not len(t):
+        return
+    nat = t == _NAT
+    if nat.any():
+        i = int(np.argmax(nat))
+        raise InputError(
+            f"{spec.time_name}: missing time (NaT) at row {i} of partition {part} "
+            f"(index {frame.index[i]!r})"
+        )
+    back = np.flatnonzero(t[1:] < t[:-1])
+    if back.size:
+        i = int(back[0]) + 1
+        values = _time_values(frame, spec)
+        raise InputError(
+            f"{spec.time_name} is not sorted: row {i} of partition {part} (index "
+            f"{frame.index[i]!r}) has time {_fmt(values, i)}, before {_fmt(values, i - 1)} of the "
+            "row before it; sort the input by time first (input option sort: true)"
+        )
+
+
+def _fmt(values: Any, i: int) -> str:
+    value = values[i] if isinstance(values, pd.Index) else values.iloc[i]
+    return str(value)
+
+
+def _check_boundary(
+    spec: _Spec, last_time: Any, last_label: Any, last_part: int, state: _State
+) -> None:
+    """Raise when the first row after a partition is earlier than the partition's last row."""
+    raise InputError(
+        f"{spec.time_name} is not sorted: row 0 of partition {state.first_part} (index "
+        f"{state.rows.index[0]!r}) has time {_fmt(_time_values(state.rows, spec), 0)}, before "
+        f"{last_time} of the last row of partition {last_part} (index {last_label!r}); sort the "
+        "input by time first (input option sort: true)"
+    )
+
+
+def _key_codes(frames: Sequence[pd.DataFrame], by: Sequence[Hashable]) -> tuple[np.ndarray, int]:
+    """Group codes (0..n_groups-1) of the rows of ``frames`` concatenated; NA is a key itself."""
+    codes: np.ndarray | None = None
+    n_groups = 1
+    for name in by:
+        parts = [f[name] for f in frames if len(f)]
+        column = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+        col_codes, uniques = pd.factorize(column, use_na_sentinel=False)
+        if codes is None:
+            codes, n_groups = col_codes, len(uniques)
+        else:
+            codes, uniques = pd.factorize(codes * len(uniques) + col_codes)
+            n_groups = len(uniques)
+    assert codes is not None
+    return np.asarray(codes, dtype=np.int64), n_groups
+
+
+def _stable_order(codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """Stable argsort of group codes (radix sort for up to 65,536 groups)."""
+    if n_groups <= 1 << 8:
+        codes = codes.astype(np.uint8)
+    elif n_groups <= 1 << 16:
+        codes = codes.astype(np.uint16)
+    return np.argsort(codes, kind="stable")
+
+
+def _first_per_key(frame: pd.DataFrame, k: int, by: Sequence[Hashable]) -> pd.DataFrame:
+    """The first ``k`` rows of each key of ``frame``, in row order."""
+    if not by:
+        return frame.iloc[:k]
+    codes, n_groups = _key_codes([frame], by)
+    return frame.iloc[np.flatnonzero(_cumcount(codes, n_groups) < k)]
+
+
+def _cumcount(codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """Position of each row within its group (like ``groupby.cumcount``), vectorized."""
+    order = _stable_order(codes, n_groups)
+    sorted_codes = codes[order]
+    n = len(codes)
+    first = np.ones(n, dtype=bool)
+    first[1:] = sorted_codes[1:] != sorted_codes[:-1]
+    group_start = np.maximum.accumulate(np.where(first, np.arange(n), 0))
+    counts = np.empty(n, dtype=np.int64)
+    counts[order] = np.arange(n) - group_start
+    return counts
+
+
+def _concat(frames: Sequence[pd.DataFrame | None]) -> pd.DataFrame | None:
+    parts = [f for f in frames if f is not None and len(f)]
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else pd.concat(parts)
+
+
+# ----------------------------------------------------------------------------------------------
+# the backward scan
+def _summarize(frame: pd.DataFrame, spec: _Spec, part: int) -> _Summary:
+    """The rows of partition ``part`` that earlier partitions may need (plus its last time)."""
+    if not len(frame):
+        return _Summary(part, None)
+    if spec.keep is not None:
+        frame = frame[list(spec.keep)]
+    # copies, so that a summary never keeps its whole partition alive
+    if spec.rows is not None:
+        return _Summary(part, _first_per_key(frame, spec.rows, spec.by).copy())
+    t = _times(frame, spec)
+    _check_times(frame, t, spec, part)
+    cut = int(np.searchsorted(t, t[0] + spec.span, side="right"))
+    return _Summary(
+        part, frame.iloc[:cut].copy(), t[:cut].copy(), int(t[-1]),
+        _fmt(_time_values(frame, spec), -1), frame.index[-1],
+    )
+
+
+def _combine(summary: _Summary, state: _State, spec: _Spec) -> _State:
+    """State after partition ``summary.part - 1`` from the summary and state of ``summary.part``."""
+    if summary.rows is None:
+        return state
+    if spec.rows is not None:
+        rows = _concat([summary.rows, state.rows])
+        assert rows is not None
+        return _State(_first_per_key(rows, spec.rows, spec.by), None, summary.part)
+    if state.rows is not None:
+        assert state.t is not None and summary.last_t is not None
+        if summary.last_t > state.t[0]:
+            _check_boundary(spec, summary.last_time, summary.last_label, summary.part, state)
+        assert summary.t is not None
+        cut = int(np.searchsorted(state.t, summary.t[0] + spec.span, side="right"))
+        rows = _concat([summary.rows, state.rows.iloc[:cut]])
+        t = np.concatenate([summary.t, state.t[:cut]])
+    else:
+        rows, t = summary.rows, summary.t
+    end_t = state.end_t if state.end_t is not None else summary.last_t
+    return _State(rows, t, summary.part, end_t)
+
+
+def _future(frame: pd.DataFrame, state: _State, spec: _Spec, part: int) -> tuple[
+    pd.DataFrame | None, np.ndarray | None, np.ndarray | None, int | None
+]:
+    """Check partition ``part`` and pick the carried rows it needs.
+
+    Returns the future rows (or None), the partition's times, the future rows' times and the last
+    time of the whole input (time horizon).
+    """
+    if spec.rows is not None:
+        return state.rows, None, None, None
+    t = _times(frame, spec)
+    _check_times(frame, t, spec, part)
+    last = int(t[-1])
+    if state.rows is None:
+        return None, t, None, last
+    assert state.t is not None
+    if last > state.t[0]:
+        _check_boundary(spec, _fmt(_time_values(frame, spec), -1), frame.index[-1], part, state)
+    cut = int(np.searchsorted(state.t, last + spec.span, side="right"))
+    rows = state.rows.iloc[:cut] if cut else None
+    return rows, t, state.t[:cut], state.end_t
+
+
+def _lookahead(
+    df: dd.DataFrame,
+    spec: _Spec,
+    kernel: Callable[..., Any],
+    meta: Any,
+    name: str,
+    kernel_args: tuple[Any, ...],
+) -> dd.DataFrame:
+    """Run ``kernel(part_frame, state, spec, part, *kernel_args)`` on every partition."""
+    parts = to_partitions(df)
+    # summaries (and so the scan) depend on the input and spec only: steps that differ only in
+    # features share them
+    scan_token = tokenize(df._name, spec)
+    token = tokenize(df._name, spec, name, kernel_args)
+    summarize = dask.delayed(_summarize, pure=True)
+    summaries = [
+        summarize(part, spec, i, dask_key_name=f"lookahead-summary-{scan_token}-{i}")
+        for i, part in enumerate(parts)
+    ]
+    states = scan_backward(summaries, partial(_combine, spec=spec), _State())
+    run = dask.delayed(kernel, pure=True)
+    results = [
+        run(part, state, spec, i, *kernel_args, dask_key_name=f"{name}-{token}-{i}")
+        for i, (part, state) in enumerate(zip(parts, states, strict=True))
+    ]
+    return from_partitions(results, like=df, meta=meta)
+
+
+# ----------------------------------------------------------------------------------------------
+# the feature kernel
+class _Bounds(BaseIndexer):
+    """Precomputed window bounds for ``Series.rolling``."""
+
+    def __init__(self, start: np.ndarray, end: np.ndarray) -> None:
+        super().__init__()
+        self.start, self.end = start, end
+
+    def get_window_bounds(
+        self,
+        num_values: int = 0,
+        min_periods: int | None = None,
+        center: bool | None = None,
+        closed: str | None = None,
+        step: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return self.start, self.end
+
+
+def _windows(
+    n: int, codes: np.ndarray | None, n_groups: int, t: np.ndarray | None, spec: _Spec
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """Window bounds ``[start, end)`` in key-sorted order, and that order (None: row order).
+
+    In key-sorted order (stable, so row order within a key) each window is a contiguous range, and
+    ``start`` and ``end`` are non-decreasing.
+    """
+    order = None if codes is None or n_groups <= 1 else _stable_order(codes, n_groups)
+    if spec.rows is not None:
+        start = np.arange(1, n + 1, dtype=np.int64)
+        if order is None:
+            group_end: Any = n
+        else:
+            sorted_codes = codes[order]  # type: ignore[index]
+            ends = np.append(np.flatnonzero(sorted_codes[1:] != sorted_codes[:-1]) + 1, n)
+            group_end = np.repeat(ends, np.diff(ends, prepend=0))
+        return order, start, np.minimum(start + spec.rows, group_end)
+    assert t is not None and spec.span is not None
+    # in row order (times are sorted): rows after i with t_j > t_i begin at first_after, rows with
+    # t_j <= t_i + T end at past_end; equal times are not in the window
+    first_after = np.searchsorted(t, t, side="right")
+    past_end = np.searchsorted(t, t + spec.span, side="right")
+    if order is None:
+        return None, first_after.astype(np.int64), past_end.astype(np.int64)
+    # the same bounds within the key: count the key's rows before those positions, using the
+    # strictly increasing composite code * n + position of the key-sorted rows
+    sorted_codes = codes[order].astype(np.int64)  # type: ignore[index]
+    composite = sorted_codes * n + order
+    start = np.searchsorted(composite, sorted_codes * n + first_after[order], side="left")
+    end = np.searchsorted(composite, sorted_codes * n + past_end[order], side="left")
+    return order, start.astype(np.int64), end.astype(np.int64)
+
+
+def _float_values(frames: Sequence[pd.DataFrame], column: Hashable) -> np.ndarray:
+    parts = [f[column].to_numpy(dtype=np.float64, na_value=np.nan) for f in frames]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _feature_kernel(
+    frame: pd.DataFrame,
+    state: _State,
+    spec: _Spec,
+    part: int,
+    columns: tuple[Hashable, ...],
+    features: tuple[str, ...],
+    names: tuple[tuple[str, ...], ...],
+    partial_windows: bool,
+) -> pd.DataFrame:
+    """Partition ``part`` with its feature columns added."""
+    n_own = len(frame)
+    if not n_own:
+        return _with_columns(frame, {nm: np.empty(0) for row in names for nm in row})
+    future, t_own, t_future, end_t = _future(frame, state, spec, part)
+    frames = [frame] if future is None else [frame, future]
+    if spec.by:
+        codes, n_groups = _key_codes(frames, spec.by)
+    else:
+        codes, n_groups = None, 1
+    t = None
+    if t_own is not None:
+        t = t_own if t_future is None else np.concatenate([t_own, t_future])
+    n = sum(len(f) for f in frames)
+    order, start, end = _windows(n, codes, n_groups, t, spec)
+    inverse = None
+    if order is not None:
+        inverse = np.empty(n, dtype=np.int64)
+        inverse[order] = np.arange(n)
+        own_sorted = inverse[:n_own]  # where each own row sits in key-sorted order
+    else:
+        own_sorted = np.arange(n_own)
+    size = end - start
+    if spec.rows is not None:
+        complete = size[own_sorted] == spec.rows
+    else:
+        assert t_own is not None and end_t is not None
+        complete = t_own + spec.span <= end_t
+    blank = None if partial_windows or complete.all() else ~complete
+    out: dict[str, np.ndarray] = {}
+    for column, column_names in zip(columns, names, strict=True):
+        values = _float_values(frames, column)
+        in_order = values if order is None else values[order]
+        own_values = values[:n_own]
+        computed: dict[str, np.ndarray] = {}
+        wanted = set(features)
+        if wanted & {"future", "change", "return"}:
+            if spec.rows is not None:
+                last = np.where(complete, end[own_sorted] - 1, 0)
+                fut = np.where(complete, in_order[last], np.nan)
+            else:
+                own_start, own_end = start[own_sorted], end[own_sorted]
+                fut = np.where(own_end > own_start, in_order[np.maximum(own_end - 1, 0)],
+                               own_values)
+            computed["future"] = fut
+            with np.errstate(divide="ignore", invalid="ignore"):
+                computed["change"] = fut - own_values
+                computed["return"] = fut / own_values - 1
+        if "count" in wanted:
+            valid = np.concatenate([[0], np.cumsum(~np.isnan(in_order))])
+            computed["count"] = (valid[end] - valid[start])[own_sorted].astype(np.float64)
+        if wanted & set(_ROLLING):
+            series = pd.Series(in_order, copy=False)
+            bounds = _Bounds(start, end)
+            for feature in _ROLLING:
+                if feature in wanted:
+                    rolling = series.rolling(bounds, min_periods=0 if feature == "sum" else 1)
+                    computed[feature] = getattr(rolling, feature)().to_numpy()[own_sorted]
+        for feature, nm in zip(features, column_names, strict=True):
+            result = np.array(computed[feature], dtype=np.float64)
+            if blank is not None:
+                result[blank] = np.nan
+            out[nm] = result
+    return _with_columns(frame, out)
+
+
+def _with_columns(frame: pd.DataFrame, new: dict[str, np.ndarray]) -> pd.DataFrame:
+    """``frame`` with columns added, in one step (``assign`` inserts them one at a time)."""
+    return pd.concat([frame, pd.DataFrame(new, index=frame.index)], axis=1)
+
+
+# ----------------------------------------------------------------------------------------------
+# public API
+def future_features(
+    df: dd.DataFrame,
+    horizon: int | str | pd.Timedelta,
+    columns: Hashable | Sequence[Hashable],
+    features: str | Sequence[str] = ("change",),
+    by: Hashable | Sequence[Hashable] | None = None,
+    time: Hashable | None = None,
+    partial: bool = False,
+    label: str | None = None,
+) -> dd.DataFrame:
+    """Add features of each row's future window, per key, exactly across partitions (lazy).
+
+    The window ``W_i`` of row *i* holds the rows *j* of the same key with, for a rows horizon *k*,
+    the next *k* rows of that key after *i*, and for a time horizon *T*, ``t_i < t_j <= t_i + T``.
+    For each column ``c`` and feature ``f`` a float64 column ``{c}_{f}_{label}`` is added:
+
+    - ``future``: rows: the value of the *k*-th row after *i*; time: the value of the last row of
+      ``W_i``, or row *i*'s own value when ``W_i`` is empty (NaN taken as is);
+    - ``change`` = future - value; ``return`` = future / value - 1;
+    - ``max``, ``min``, ``mean``, ``sum``, ``count`` over the non-NaN values of ``W_i`` (count 0,
+      sum 0 and max/min/mean NaN when there are none).
+
+    A window is *incomplete* when fewer than *k* rows of the key follow (rows), or when
+    ``t_i + T`` is later than the last time of the whole input over all keys (time). All its
+    features are NaN unless ``partial=True``, which computes them over what is there (a rows
+    ``future`` stays NaN).
+
+    Parameters
+    ----------
+    df : dask.dataframe.DataFrame
+        The input; its row order is kept, and so are its index, divisions and other columns.
+    horizon : int, str or Timedelta
+        A row count (``30``) or a fixed time span (``"30s"``, ``"5min"``); see
+        :func:`parse_horizon`.
+    columns : column name or list of names
+        Numeric columns to compute features of.
+    features : str or sequence of str, default ``("change",)``
+        Any of :data:`FEATURES`.
+    by : column name or list of names, optional
+        Key columns: windows hold rows of the same key only. A missing value is a key of its own.
+    time : column name, optional
+        The time column of a time horizon; by default the index, which must be a DatetimeIndex.
+        Times must be non-decreasing in row order (duplicates allowed); this is checked during the
+        compute. Not used by a rows horizon.
+    partial : bool, default False
+        Compute incomplete windows over the rows there are instead of giving NaN.
+    label : str, optional
+        Label in the new column names instead of :func:`feature_label` of the horizon.
+
+    Returns
+    -------
+    dask.dataframe.DataFrame
+        ``df`` with the feature columns added, in the order columns x features.
+
+    Raises
+    ------
+    InputError
+        Bad arguments, at once (unknown column or feature, non-numeric column, bad horizon, a time
+        horizon without times); unsorted times or NaT when computed.
+
+    Examples
+    --------
+    >>> import pandas as pd, dask.dataframe as dd
+    >>> pdf = pd.DataFrame({"price": [1.0, 2.0, 4.0, 3.0, 5.0]},
+    ...                    index=pd.date_range("2024-01-01", periods=5, freq="s"))
+    >>> ddf = dd.from_pandas(pdf, npartitions=2)
+    >>> future_features(ddf, "2s", "price", ["future", "max"]).compute()
+                         price  price_future_2s  price_max_2s
+    2024-01-01 00:00:00    1.0              4.0           4.0
+    2024-01-01 00:00:01    2.0              3.0           4.0
+    2024-01-01 00:00:02    4.0              5.0           5.0
+    2024-01-01 00:00:03    3.0              NaN           NaN
+    2024-01-01 00:00:04    5.0              NaN           NaN
+
+    A rows horizon per key:
+
+    >>> pdf = pd.DataFrame({"key": list("abab"), "x": [1.0, 10.0, 3.0, 30.0]})
+    >>> out = future_features(dd.from_pandas(pdf, npartitions=2), 1, "x", ["change", "count"],
+    ...                       by="key", partial=True)
+    >>> out.compute()
+      key     x  x_change_1r  x_count_1r
+    0   a   1.0          2.0         1.0
+    1   b  10.0         20.0         1.0
+    2   a   3.0          NaN         0.0
+    3   b  30.0          NaN         0.0
+    """
+    meta = df._meta if isinstance(df, dd.DataFrame) else None
+    column_list = _as_list(columns)
+    feature_list = _as_list(features)
+    if meta is not None:
+        if not column_list:
+            raise InputError("columns: at least one column is needed")
+        for column in column_list:
+            if column not in meta.columns:
+                raise InputError(f"columns: unknown column {column!r}")
+            dtype = meta[column].dtype
+            if not is_numeric_dtype(dtype) or is_complex_dtype(dtype):
+                raise InputError(f"column {column!r}: not numeric (dtype {dtype})")
+        if len(set(column_list)) != len(column_list):
+            raise InputError(f"columns: a column is listed twice in {column_list!r}")
+    if not feature_list:
+        raise InputError("features: at least one feature is needed")
+    for feature in feature_list:
+        if feature not in FEATURES:
+            known = ", ".join(FEATURES)
+            raise InputError(f"features: unknown feature {feature!r} (known: {known})")
+    if len(set(feature_list)) != len(feature_list):
+        raise InputError(f"features: a feature is listed twice in {feature_list!r}")
+    if label is not None and (not isinstance(label, str) or not label.strip()):
+        raise InputError(f"label: {label!r} is not a non-empty string")
+    spec, _ = _spec(df, horizon, by, time, keep=column_list)
+    text = feature_label(horizon) if label is None else label
+    names = tuple(tuple(f"{c}_{f}_{text}" for f in feature_list) for c in column_list)
+    for name in (nm for row in names for nm in row):
+        if name in meta.columns:
+            raise InputError(f"column {name!r} already exists; pass another `label`")
+    out_meta = _with_columns(meta, {nm: np.empty(0) for row in names for nm in row})
+    return _lookahead(
+        df, spec, _feature_kernel, out_meta, "future-features",
+        (tuple(column_list), tuple(feature_list), names, bool(partial)),
+    )
+
+
+def _map_kernel(
+    frame: pd.DataFrame, state: _State, spec: _Spec, part: int, func: Callable[..., Any],
+    meta: Any,
+) -> Any:
+    n_own = len(frame)
+    if not n_own:
+        return meta
+    future, *_ = _future(frame, state, spec, part)
+    combined = frame if future is None else pd.concat([frame, future])
+    result = func(combined, n_own)
+    if len(result) != n_own:
+        name = getattr(func, "__qualname__", None) or repr(func)
+        raise InputError(
+            f"map_lookahead: function {name!r} returned {len(result)} rows for the {n_own} own "
+            f"rows of partition {part} (it got {len(combined)} rows: {n_own} own + "
+            f"{len(combined) - n_own} future); it must return exactly one row per own row"
+        )
+    return result
+
+
+def map_lookahead(
+    df: dd.DataFrame,
+    func: Callable[[pd.DataFrame, int], Any],
+    horizon: int | str | pd.Timedelta,
+    by: Hashable | Sequence[Hashable] | None = None,
+    time: Hashable | None = None,
+    meta: Any = None,
+) -> dd.DataFrame:
+    """Apply ``func(frame, n_own)`` to each partition plus the future rows its windows need (lazy).
+
+    ``frame`` holds the partition's ``n_own`` own rows followed by future rows from later
+    partitions, in row order, with all columns and their index:
+
+    - rows horizon *k*: the first *k* rows of each key (of each value of ``by``, or of the whole
+      frame without ``by``) after the partition, wherever they are;
+    - time horizon *T*: every row after the partition with ``t <= t_last + T``, ``t_last`` the
+      partition's last time (whatever its key).
+
+    So every row's future window is within ``frame``; near the end of the input it may be
+    incomplete. ``func`` must return a DataFrame or Series of exactly ``n_own`` rows, the results
+    for the own rows; like ``map_partitions`` the divisions are kept, so it should keep the index.
+    Empty partitions are not passed to ``func``.
+
+    Parameters
+    ----------
+    df : dask.dataframe.DataFrame
+    func : callable
+        ``func(frame: pandas.DataFrame, n_own: int) -> pandas.DataFrame | pandas.Series``.
+    horizon : int, str or Timedelta
+        See :func:`parse_horizon`.
+    by : column name or list of names, optional
+        Keys of a rows horizon (with a time horizon, only what ``func`` does with it matters).
+    time : column name, optional
+        The time column of a time horizon; by default the (sorted) DatetimeIndex.
+    meta : optional
+        The output's metadata (as for ``map_partitions``); by default ``func`` is run on a small
+        fake partition to find it.
+
+    Returns
+    -------
+    dask.dataframe.DataFrame or dask.dataframe.Series
+
+    Raises
+    ------
+    InputError
+        Bad arguments (at once); unsorted times, NaT, or a wrong number of rows from ``func``
+        (when computed).
+
+    Examples
+    --------
+    >>> import pandas as pd, dask.dataframe as dd
+    >>> pdf = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0, 5.0]})
+    >>> def next_sum(frame, n_own):  # x + x of the next row
+    ...     return (frame["x"] + frame["x"].shift(-1)).iloc[:n_own].rename("s")
+    >>> map_lookahead(dd.from_pandas(pdf, npartitions=3), next_sum, 1).compute().tolist()
+    [3.0, 5.0, 7.0, 9.0, nan]
+    """
+    if not callable(func):
+        raise InputError(f"map_lookahead: {func!r} is not callable")
+    spec, _ = _spec(df, horizon, by, time, keep=None)
+    if meta is None:
+        fake = df._meta_nonempty
+        try:
+            found = func(fake, len(fake))
+        except Exception as error:
+            name = getattr(func, "__qualname__", None) or repr(func)
+            raise InputError(
+                f"map_lookahead: cannot infer the output of {name!r} on a fake partition "
+                f"({type(error).__name__}: {error}); pass `meta`"
+            ) from None
+        out_meta = make_meta(found.iloc[:0] if hasattr(found, "iloc") else found)
+    else:
+        out_meta = make_meta(meta)
+    return _lookahead(df, spec, _map_kernel, out_meta, "map-lookahead", (func, out_meta))
