@@ -197,6 +197,7 @@ class Publication:
     tmp_path: str
     overwrite: bool
     fs: fsspec.AbstractFileSystem
+    new_parents: list[str] = field(default_factory=list)
     published: bool = field(default=False)
 
     @classmethod
@@ -204,14 +205,12 @@ class Publication:
         """Check the target may be written, and choose the temp path (creates nothing)."""
         fs, _, (target,) = fsspec.get_fs_token_paths(output.path + suffix, storage_options=output.storage_options)
         check_target(fs, target, output.overwrite, "output.path")
-        return cls(target, f"{target}.tmp-{run_id or new_run_id()}", output.overwrite, fs)
-
-    def prepare(self) -> str:
-        """Create the target's parent folder (only when the run starts); return the temp path."""
-        parent = os.path.dirname(self.target.rstrip("/"))
-        if parent:
-            self.fs.makedirs(parent, exist_ok=True)
-        return self.tmp_path
+        new_parents = []
+        parent = os.path.dirname(target.rstrip("/"))
+        while parent and parent != os.path.dirname(parent) and not fs.exists(parent):
+            new_parents.append(parent)
+            parent = os.path.dirname(parent)
+        return cls(target, f"{target}.tmp-{run_id or new_run_id()}", output.overwrite, fs, new_parents)
 
     def publish(self) -> None:
         """Move the temp output into place (old output aside first, removed after), then _SUCCESS."""
@@ -228,9 +227,12 @@ class Publication:
         self.published = True
 
     def discard(self) -> None:
-        """Remove the temp output, if any."""
+        """Remove the temp output, if any, and the (still empty) folders made for it."""
         if self.fs.exists(self.tmp_path):
             self.fs.rm(self.tmp_path, recursive=True)
+        for folder in self.new_parents:  # deepest first
+            if self.fs.exists(folder) and not self.fs.ls(folder):
+                self.fs.rmdir(folder)
 
     def __enter__(self) -> Publication:
         return self

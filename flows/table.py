@@ -24,6 +24,7 @@ from flows.config import (
     DedupParams,
     LookaheadParams,
     MapParams,
+    LookaheadStep,
     MapStep,
     SummaryConfig,
     TableFlowConfig,
@@ -32,7 +33,7 @@ from flows.io import Publication, parquet_writer, read_json, read_table, write_j
 from flows.report import RunResult, StepReport, task_seconds_by_prefix
 from pipelines.dedup import drop_consecutive_duplicates
 from pipelines.errors import InputError
-from pipelines.lookahead import future_features
+from pipelines.lookahead import future_features, parse_horizon
 from pipelines.summary import SummaryState, moments
 
 
@@ -136,6 +137,8 @@ class TablePlan:
     summary: Any = None  # lazy SummaryState
     publication: Publication | None = None
     counts: list[Any] = field(default_factory=list)
+    span: Any = None  # lazy (first, last) time of the input, when a time horizon needs it
+    checks: list[Callable[[list[int], Any], None]] = field(default_factory=list)
 
     def describe(self) -> str:
         """A few lines: each step with its partitions, and the graph's size."""
@@ -168,11 +171,48 @@ def plan_table(config: TableFlowConfig, run_id: str | None = None) -> TablePlan:
         names.append(f"steps[{index}].{name}")
     plan = TablePlan(frames, names)
     plan.counts = [frame.map_partitions(len, meta=(None, "int64")).sum() for frame in frames]
+    plan.checks = [_no_rows(config)]
+    windows = [(i, s.lookahead) for i, s in enumerate(config.steps) if isinstance(s, LookaheadStep)]
+    windows = [(i, p) for i, p in windows if not p.partial]
+    if windows and time_column is not None:
+        plan.span = (frames[0][time_column].min(), frames[0][time_column].max())
+    plan.checks += [_window_fits(i, p) for i, p in windows]
     if config.summary is not None:
         plan.summary = _summary(df, config.summary)
     if config.output is not None:
         plan.publication = Publication.start(config.output, run_id)
     return plan
+
+
+def _no_rows(config: TableFlowConfig) -> Callable[[list[int], Any], None]:
+    def check(counts: list[int], span: Any) -> None:
+        if counts[0] == 0:
+            where = getattr(config.input, "path", config.input.format)
+            raise InputError(f"input.path: {where}: the input has no rows")
+
+    return check
+
+
+def _window_fits(index: int, params: LookaheadParams) -> Callable[[list[int], Any], None]:
+    """Refuse a horizon under which every window is incomplete (all features NaN)."""
+    horizon = parse_horizon(params.horizon)
+
+    def check(counts: list[int], span: Any) -> None:
+        key = f"steps[{index}].lookahead.horizon"
+        rows = counts[index]  # the step's input
+        if isinstance(horizon, int):
+            if params.by is None and rows and horizon >= rows:
+                raise InputError(
+                    f"{key}: {horizon} rows is not less than the {rows} rows of the data: every window "
+                    "would be incomplete (partial: true computes them anyway)"
+                )
+        elif span is not None and rows and horizon > span[1] - span[0]:
+            raise InputError(
+                f"{key}: {params.horizon} is longer than the data's time span ({span[1] - span[0]}): "
+                "every window would be incomplete (partial: true computes them anyway)"
+            )
+
+    return check
 
 
 def _summary(df: dd.DataFrame, summary: SummaryConfig) -> Any:
@@ -208,8 +248,8 @@ def run_table(
     publication = plan.publication
     writer = None
     if publication is not None:  # dask creates the folder when the write is built: only now
-        writer = parquet_writer(plan.frames[-1], publication.prepare(), config.output.storage_options)
-    targets = [writer, *plan.counts, plan.summary]
+        writer = parquet_writer(plan.frames[-1], publication.tmp_path, config.output.storage_options)
+    targets = [writer, *plan.counts, plan.summary, *(plan.span or ())]
     prefixes = _step_prefixes(plan)
     try:
         with get_task_stream(client) as stream:
@@ -220,7 +260,10 @@ def run_table(
         values = list(values)
         if writer is not None:
             values.pop(0)
-        counts = values[: len(plan.counts)]
+        span = (values[-2], values[-1]) if plan.span is not None else None
+        counts = [int(c) for c in values[: len(plan.counts)]]
+        for check in plan.checks:  # before anything is published
+            check(counts, span)
         state = values[len(plan.counts)] if plan.summary is not None else None
         if state is not None:
             result.summary, result.summary_state = _merge_summary(state, config, source_fingerprint)

@@ -177,6 +177,38 @@ def test_special_values_per_key_like_pandas():
         )
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("block", [3, 1 << 16])
+@pytest.mark.parametrize("pattern", ["clean", "nan", "nan_first", "inf", "all_nan_column"])
+def test_from_values_in_blocks(monkeypatch, block, pattern):
+    """The NumPy path works in blocks of ``_BLOCK`` elements: same results for any block size."""
+    import pipelines.summary as summary
+
+    monkeypatch.setattr(summary, "_BLOCK", block)
+    rng = np.random.default_rng(block)
+    x = 1e9 + rng.normal(0.0, 1.0, (200_000 if block > 3 else 200, 3))
+    if pattern != "clean":
+        x[rng.random(x.shape) < 0.1] = np.nan
+    if pattern == "nan_first":
+        x[: len(x) // 2, 1] = np.nan
+    if pattern == "inf":
+        x[len(x) // 3, 0] = np.inf
+    if pattern == "all_nan_column":
+        x[:, 2] = np.nan
+    for values in (x, x[:, 1]):  # elementwise and one column
+        m = Moments.from_values(values)
+        frame = pd.DataFrame(values.reshape(len(values), -1))
+        expected = np.array([pandas_stats(frame[c]) for c in frame.columns])
+        got = np.stack([np.ravel(v) for v in (m.count(), m.mean(), m.std(), m.var(), m.min(), m.max())], axis=1)
+        np.testing.assert_allclose(got, expected, rtol=1e-9)  # pandas' own error on 1e9 + N(0, 1)
+        column = values if values.ndim == 1 else values[:, 1]
+        clean = column[~np.isnan(column)]
+        mean, std = exact_mean_std(clean)
+        got_mean = float(np.ravel(m.mean())[0 if values.ndim == 1 else 1])
+        got_std = float(np.ravel(m.std())[0 if values.ndim == 1 else 1])
+        assert rel(got_mean, mean) <= RTOL and rel(got_std, std) <= RTOL
+
+
 def test_ddof():
     x = pd.Series([1.0, 2.0, 7.0])
     ours = summarize(dd.from_pandas(pd.DataFrame({"x": x}), npartitions=2), ddof=0).compute()
