@@ -466,6 +466,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-check", action="store_true",
                         help="skip comparing the outputs with pandas'")
     args = parser.parse_args(argv)
+    if args.repeat < 1 or args.rows < 1 or args.workers < 1:
+        parser.error("--repeat, --rows and --workers must be at least 1")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = set(methods) - {"dask", "pandas", "pool", "polars"}
     if unknown:

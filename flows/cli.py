@@ -11,12 +11,15 @@ import logging
 import os
 import sys
 import traceback
+import types
 from collections.abc import Sequence
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
 from flows import config as config_module
 from pipelines.errors import InputError
+from pipelines.lookahead import FEATURES
 
 EPILOG = """examples:
   dask-flows run configs/quickstart.yaml
@@ -48,12 +51,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _kind(annotation: Any) -> str:
+    """A readable type: ``'auto' | 'cpu' | 'cuda'``, ``int | None``, ``list[str]``."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin in (Union, types.UnionType):
+        return " | ".join(_kind(a) for a in args)
+    if origin in (list, dict):
+        return f"{origin.__name__}[{', '.join(_kind(a) for a in args)}]" if args else origin.__name__
+    if annotation is type(None):
+        return "None"
+    return getattr(annotation, "__name__", str(annotation))
+
+
 def _fields(model: type[BaseModel], indent: str = "    ") -> list[str]:
     lines = []
     for name, info in model.model_fields.items():
+        if name == "format":
+            continue
         default = "required" if info.is_required() else f"default {info.get_default(call_default_factory=True)!r}"
-        kind = getattr(info.annotation, "__name__", None) or str(info.annotation).replace("typing.", "")
-        lines.append(f"{indent}{name}: {kind} ({default})")
+        lines.append(f"{indent}{name}: {_kind(info.annotation)} ({default})")
     return lines
 
 
@@ -68,8 +86,11 @@ def list_text() -> str:
     out.append("")
     out.append("table steps (steps: [- NAME: {params}]):")
     for name, params in (("dedup", c.DedupParams), ("lookahead", c.LookaheadParams), ("map", c.MapParams)):
-        out.append(f"  {name}: {(params.__doc__ or '').strip().splitlines()[0]}")
+        doc = (params.__doc__ or "").strip().splitlines()[0].split(": ", 1)[-1]
+        out.append(f"  {name}: {doc}")
         out += _fields(params)
+        if name == "lookahead":
+            out.append(f"    (features: any of {', '.join(FEATURES)})")
     out.append("")
     out.append("summary: (table flows)")
     out += _fields(c.SummaryConfig, "  ")

@@ -142,7 +142,9 @@ def _read_npz(path: Path) -> tuple[list[str], list[np.ndarray]]:
                 arrays.append(archive[name])
             except ValueError as error:
                 if "pickle" in str(error).lower():
-                    raise InputError(f"{path}:{name}: a pickled (object) array; only numeric arrays are read") from None
+                    raise InputError(
+                        f"{path}:{name}: a pickled (object) array; only numeric arrays are read"
+                    ) from None
                 raise InputError(f"{path}:{name}: not readable ({_first_line(error)})") from None
     checked = _validate([f"{path}:{name}" for name in names], arrays)
     return names, checked

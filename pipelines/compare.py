@@ -68,7 +68,7 @@ DEVICES = ("cpu", "cuda")
 # compare(): direct sums up to this many multiply-adds per row pair, the float64 FFT form beyond
 DIRECT_LIMIT = 1 << 22
 # score_block(): the irfft output of one chunk of rows stays under this many bytes
-CHUNK_BYTES = {"cpu": 16 << 20, "cuda": 1 << 30}
+CHUNK_BYTES = {"cpu": 16 << 20, "cuda": 512 << 20}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -116,6 +116,11 @@ def array_module(device: str) -> Any:
 
         return cupy
     return np
+
+
+def to_host(x: Any) -> np.ndarray:
+    """A device array (CuPy: ``.get()``) or a NumPy array as a NumPy array."""
+    return x.get() if hasattr(x, "get") else np.asarray(x)
 
 
 def check_options(normalize: str | None = None, dtype: str = "float32") -> None:
@@ -333,12 +338,13 @@ def _openblas_local_threads() -> Any:
     paths: list[str] = []
     try:
         with open("/proc/self/maps") as maps:
-            paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line})
+            paths = sorted({ln.split()[-1] for ln in maps if "openblas" in ln.lower() and "/" in ln})
     except OSError:
         pass
     if not paths:
         root = Path(np.__file__).resolve().parent
-        paths = [str(p) for pattern in ("../numpy.libs/*openblas*", ".dylibs/*openblas*") for p in root.glob(pattern)]
+        patterns = ("../numpy.libs/*openblas*", ".dylibs/*openblas*")
+        paths = [str(p) for pattern in patterns for p in root.glob(pattern)]
     for path in paths:
         try:
             setter = ctypes.CDLL(path).openblas_set_num_threads_local
@@ -433,9 +439,12 @@ def _score_block(
             break
         shape = (a1 - a0, tb - b0)
         if xp is np:
-            prod = np.matmul(a.freq[:, a0:a1], fb[:, :, b0:], out=_WORKSPACE.get("prod", (nf, *shape), cplx))
+            # the same steps as below, into this thread's reused buffers
+            prod = _WORKSPACE.get("prod", (nf, *shape), cplx)
+            np.matmul(a.freq[:, a0:a1], fb[:, :, b0:], out=prod)
             spectrum = _transpose_to_last(prod, np)
-            corr = np.fft.irfft(spectrum, n=nfft, axis=-1, out=_WORKSPACE.get("corr", (*shape, nfft), real))
+            corr = _WORKSPACE.get("corr", (*shape, nfft), real)
+            np.fft.irfft(spectrum, n=nfft, axis=-1, out=corr)
         else:
             prod = xp.matmul(a.freq[:, a0:a1], fb[:, :, b0:])  # (F, A, B): the batched GEMM
             spectrum = _transpose_to_last(prod, xp)  # (A, B, F)
@@ -454,8 +463,7 @@ def _score_block(
             best[padded] = xp.take_along_axis(rows, redo[:, None], axis=-1)[:, 0]
         del corr
         lags = best_at - (n_b[None, b0:] - 1)
-        if xp is not np:
-            best, lags = best.get(), lags.get()
+        best, lags = to_host(best), to_host(lags)
         score[a0:a1, b0:] = np.clip(best, -1.0, 1.0)
         lag[a0:a1, b0:] = lags
     zero = ~a.nonzero[:, None] | ~b.nonzero[None, :]
@@ -478,7 +486,8 @@ def score_matrices(
     >>> rng = np.random.default_rng(0)
     >>> mats = [rng.standard_normal((3, n)) for n in (5, 7, 6)]
     >>> s, l = score_matrices(mats, dtype="float64")
-    >>> bool(abs(s[0, 1] - compare(mats[0], mats[1])[0]) < 1e-12), int(l[0, 1]) == compare(mats[0], mats[1])[1]
+    >>> score, lag = compare(mats[0], mats[1])
+    >>> bool(abs(s[0, 1] - score) < 1e-12), int(l[0, 1]) == lag
     (True, True)
     """
     check_options(normalize, dtype)
@@ -495,5 +504,5 @@ def score_matrices(
 __all__ = [
     "Spectra", "array_module", "block_spectra", "check_matrix", "check_options", "compare",
     "correlation", "cupy_or_none", "fft_length", "resolve_device", "score_block", "score_matrices",
-    "zscore_rows",
+    "single_threaded_blas", "to_host", "zscore_rows",
 ]

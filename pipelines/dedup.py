@@ -216,6 +216,12 @@ def _as_bool(result: Any) -> np.ndarray:
 def _equal_at(col: pd.Series, cur: np.ndarray, prev: np.ndarray, nan_equal: bool) -> np.ndarray:
     """``col[cur] == col[prev]``, with missing values equal to each other if ``nan_equal``."""
     values = _values(col)
+    if isinstance(values, np.ndarray) and values.dtype.kind in "biufcmM":
+        a, b = values[cur], values[prev]
+        eq = a == b  # NaN and NaT equal nothing
+        if values.dtype.kind in "fcmM" and nan_equal:
+            eq |= pd.isna(a) & pd.isna(b)
+        return eq
     missing = np.asarray(pd.isna(values), dtype=bool)
     miss_cur, miss_prev = missing[cur], missing[prev]
     valid = ~(miss_cur | miss_prev)

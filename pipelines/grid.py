@@ -80,6 +80,7 @@ SUCCESS = "_SUCCESS"
 TILES = "_tiles"
 FINGERPRINT = "fingerprint"  # inside _tiles/: zarr warns about foreign objects at the group root
 FORMAT = "dask-flows compare grid v1"
+DEFINITION = "c[k] = sum_i sum_j a[i, j+k] b[i, j]; score = max_k c[k] / (|a|_F |b|_F)"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -274,6 +275,7 @@ def _tile_task(sa: Spectra, sb: Spectra, tile: Tile, job: _Job) -> Any:
         arrays = {"ri": rows[0], "rs": rows[1], "rl": rows[2]}
         if cols is not None:
             arrays.update(ci=cols[0], cs=cols[1], cl=cols[2])
+
         def save(path: Path) -> None:
             with open(path, "wb") as handle:
                 np.savez(handle, **arrays)
@@ -352,8 +354,9 @@ def _inputs(matrices: Any, names: Sequence[str] | None) -> tuple[list[str], list
     if not arrays:
         raise InputError("matrices: none given")
     first = check_matrix(arrays[0], f"matrix {names[0]!r}")
+    rows = first.shape[0]
     checked = [first] + [
-        check_matrix(x, f"matrix {name!r}", rows=first.shape[0]) for name, x in zip(names[1:], arrays[1:])
+        check_matrix(x, f"matrix {name!r}", rows=rows) for name, x in zip(names[1:], arrays[1:])
     ]
     return names, checked
 
@@ -418,7 +421,9 @@ def _local_path(out: Any) -> Path:
     return Path(text.rstrip("/") or "/")
 
 
-def _open_partial(final: Path, fp: str, attrs: dict[str, Any], arrays: dict[str, tuple], chunks: dict) -> set[str]:
+def _open_partial(
+    final: Path, fp: str, attrs: dict[str, Any], arrays: dict[str, tuple], chunks: dict[str, tuple]
+) -> set[str]:
     """Create or reopen ``<out>.partial``; the names of its finished tiles."""
     import zarr  # noqa: PLC0415
 
@@ -468,7 +473,10 @@ def _publish(final: Path, overwrite: bool) -> None:
     shutil.rmtree(final / TILES, ignore_errors=True)
     (final / SUCCESS).write_text("")
     if aside is not None:
-        shutil.rmtree(aside, ignore_errors=True)
+        if aside.is_dir():
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            aside.unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -476,9 +484,12 @@ def _publish(final: Path, overwrite: bool) -> None:
 class _Runner:
     """Submit functions as tasks; ``gather`` runs them (local) or waits for them (distributed)."""
 
-    def __init__(self, client: Any, resources: dict[str, int] | None) -> None:
+    def __init__(
+        self, client: Any, resources: dict[str, int] | None, local_workers: int | None = None
+    ) -> None:
         self.client = client
         self.resources = resources
+        self.local_workers = local_workers  # the local scheduler's threads (None: its default)
         self.run = uuid.uuid4().hex[:8]
         self.tasks: list[Any] = []
 
@@ -503,7 +514,8 @@ class _Runner:
         if self.client is None:
             import dask  # noqa: PLC0415
 
-            return list(dask.compute(*tasks)) if tasks else []
+            options = {"num_workers": self.local_workers} if self.local_workers else {}
+            return list(dask.compute(*tasks, **options)) if tasks else []
         from distributed import as_completed  # noqa: PLC0415
 
         try:
@@ -552,7 +564,7 @@ def all_pairs(
     if top_k is not None:
         top_k = int(top_k)
         if not 1 <= top_k <= n - 1:
-            raise InputError(f"top_k: {top_k} must be between 1 and the number of matrices - 1 ({n - 1})")
+            raise InputError(f"top_k: {top_k} must be between 1 and n - 1 = {n - 1}")
     plan = plan_grid(n, tile)
     bounds = blocks(n, tile)
     nfft = fft_length(max(x.shape[1] for x in arrays))
@@ -568,31 +580,43 @@ def all_pairs(
         fp = fingerprint(names, arrays, options)
         real = DTYPES[str(dtype)][0]
         attrs = {"names": names, "n": n, "fingerprint": fp, "format": FORMAT, **options,
-                 "definition": "c[k] = sum_i sum_j a[i, j+k] b[i, j]; score = max_k c[k] / (|a|_F |b|_F)"}
+                 "definition": DEFINITION}
         if top_k is None:
             shapes = {"score": ((n, n), real), "lag": ((n, n), np.int32)}
             chunks = dict.fromkeys(shapes, (tile, tile))
         else:
-            shapes = {"index": ((n, top_k), np.int64), "score": ((n, top_k), real), "lag": ((n, top_k), np.int32)}
+            shapes = {"index": ((n, top_k), np.int64), "score": ((n, top_k), real),
+                      "lag": ((n, top_k), np.int32)}
             chunks = dict.fromkeys(shapes, (tile, top_k))
         done = _open_partial(final, fp, attrs, shapes, chunks)
         job = _Job(n, nfft, normalize, str(dtype), device, top_k,
                    str(final.with_name(final.name + ".partial")), frozenset(_fail_tiles))
     todo = [t for t in plan if t.name not in done]
 
-    runner = _Runner(client, {"GPU": 1} if device == "cuda" and client is not None else None)
+    # a GPU: tasks ask for it on a cluster; locally, two threads keep it busy (one per CPU core
+    # would hold a chunk's GPU buffers each)
+    gpu = device == "cuda"
+    runner = _Runner(client, {"GPU": 1} if gpu and client is not None else None, 2 if gpu else None)
     needed = sorted({t.bi for t in todo} | {t.bj for t in todo})
     data = runner.data([arrays[bounds[b][0] : bounds[b][1]] for b in needed])
-    spectra = {b: runner.submit(_spectra_task, d, job, key=f"compare-spectra-{b}") for b, d in zip(needed, data)}
-    tiles = [runner.submit(_tile_task, spectra[t.bi], spectra[t.bj], t, job, key=f"compare-tile-{t.name}")
-             for t in todo]
+    spectra = {
+        b: runner.submit(_spectra_task, d, job, key=f"compare-spectra-{b}") for b, d in zip(needed, data)
+    }
+    tiles = [
+        runner.submit(_tile_task, spectra[t.bi], spectra[t.bj], t, job, key=f"compare-tile-{t.name}")
+        for t in todo
+    ]
     merges = []
     if top_k is not None:
         computed = {t.name: task for t, task in zip(todo, tiles)}
         for b, (i0, i1) in enumerate(bounds):
             # every tile touching row block b, in column-block order; a finished one by its name
-            parts = [(computed.get(t.name, t.name), "r" if t.bi == b else "c") for t in plan if b in (t.bi, t.bj)]
-            merges.append(runner.submit(_merge_task, b, (i0, i1), parts, job, key=f"compare-merge-{b}", gpu=False))
+            parts = [
+                (computed.get(t.name, t.name), "r" if t.bi == b else "c") for t in plan if b in (t.bi, t.bj)
+            ]
+            merges.append(
+                runner.submit(_merge_task, b, (i0, i1), parts, job, key=f"compare-merge-{b}", gpu=False)
+            )
     results = runner.gather(tiles + merges)
 
     arrays_out = None
@@ -613,7 +637,9 @@ def all_pairs(
     )
 
 
-def _assemble(n: int, top_k: int | None, todo: list[Tile], results: list[Any], dtype: str) -> dict[str, np.ndarray]:
+def _assemble(
+    n: int, top_k: int | None, todo: list[Tile], results: list[Any], dtype: str
+) -> dict[str, np.ndarray]:
     """In-memory results: the N x N arrays, or the top-k arrays from the merges."""
     if top_k is not None:
         merged = results[len(todo):]

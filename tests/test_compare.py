@@ -94,8 +94,10 @@ def assert_matches(score, lag, ref, rel, tol_gap):
 
 # ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype, rel", [("float32", 1e-5), ("float64", 1e-12)])
-def test_kernel_equals_reference_on_mixed_lengths(dtype, rel):
-    mats = random_set(1)
+@pytest.mark.parametrize("shape", ["small", "benchmark"])
+def test_kernel_equals_reference_on_mixed_lengths(dtype, rel, shape):
+    # small: 1-40 columns, 5 rows, edge cases; benchmark: 20 rows, 150-250 columns
+    mats = random_set(1) if shape == "small" else random_set(9, count=8, rows=20, lengths=(150, 250))
     ref = reference_matrix(mats)
     score, lag = score_matrices(mats, dtype=dtype, device="cpu")
     assert score.dtype == np.dtype(dtype) and lag.dtype == np.int32
@@ -261,3 +263,31 @@ def test_options_and_device():
             resolve_device("cuda")
     with pytest.raises(InputError, match="device"):
         resolve_device("tpu")
+
+
+class NumpyAsDevice:
+    """Stands in for CuPy: NumPy's functions, but not ``numpy`` itself, so the kernel takes its
+    device branch (no host workspaces, plain transposes, irfft without ``out=``) on CPU."""
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+
+def test_the_device_code_path_on_numpy(monkeypatch):
+    proxy = NumpyAsDevice()
+    monkeypatch.setattr(cmp, "array_module", lambda device: proxy if device == "cuda" else np)
+    mats = random_set(10, count=12)
+    for dtype in ("float32", "float64"):
+        host = score_matrices(mats, dtype=dtype, device="cpu")
+        device = score_matrices(mats, dtype=dtype, device="cuda")
+        tol = 1e-6 if dtype == "float32" else 1e-13
+        np.testing.assert_allclose(device[0], host[0], rtol=0, atol=tol)
+        assert (device[1] == host[1]).all()
+    nfft = fft_length(max(x.shape[1] for x in mats))
+    spec = block_spectra(mats, nfft, dtype="float64", device="cuda")
+    assert spec.device == "cuda"
+    up_s, up_lag = score_block(spec, spec, upper=True, chunk_bytes=2000)
+    full_s, full_lag = score_matrices(mats, dtype="float64")
+    iu = np.triu_indices(len(mats), 1)
+    np.testing.assert_allclose(up_s[iu], full_s[iu], atol=1e-13)
+    assert (up_lag[iu] == full_lag[iu]).all()

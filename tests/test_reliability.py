@@ -118,24 +118,50 @@ def test_interrupted_run_keeps_the_previous_output(tmp_path, markers, sig):
     assert_eq(pd.read_parquet(tmp_path / "out/features"), before)
 
 
+def write_wide_ticks(folder, files: int, rows: int, width: int) -> int:
+    """Parquet files of ticks with `width` extra float columns; returns their size in memory."""
+    import numpy as np
+
+    folder.mkdir()
+    size = 0
+    for i in range(files):
+        rng = np.random.default_rng(i)
+        start = pd.Timestamp("2026-01-02") + pd.Timedelta(seconds=i * rows)
+        frame = pd.DataFrame({
+            "ts": start + pd.to_timedelta(np.arange(rows), unit="s"),
+            "symbol": rng.choice(["A", "B", "C", "D"], rows),
+            "price": np.round(100 + rng.normal(0, 1, rows).cumsum() * 0.01, 2),
+            "size": rng.integers(1, 3, rows) * 100.0,
+        })
+        extra = pd.DataFrame(rng.random((rows, width)), columns=[f"x{j}" for j in range(width)])
+        frame = pd.concat([frame, extra], axis=1)
+        size += int(frame.memory_usage(deep=True).sum())
+        frame.to_parquet(folder / f"part-{i:03d}.parquet", compression=None)
+    return size
+
+
 def test_flow_streams_data_larger_than_cluster_memory(tmp_path):
-    """Total worker memory_limit is smaller than the data; partitions stream through."""
+    """The data is larger than all workers' memory_limit together; partitions stream through."""
     from distributed import Client, LocalCluster
 
     import flows
 
-    rows = 6_000_000  # ~290 MB in memory as pandas; the workers get 2 x 110 MiB of managed memory
+    limit = 400 * 2**20
+    data_bytes = write_wide_ticks(tmp_path / "wide", files=40, rows=65_000, width=40)
+    assert data_bytes > 2 * limit
     config = {
         **TABLE,
-        "input": {"format": "synthetic", "rows": rows, "symbols": 10, "npartitions": 60, "seed": 3},
-        "output": {"path": str(tmp_path / "big")},
+        "input": {"format": "parquet", "path": str(tmp_path / "wide"), "time": "ts"},
+        "output": {"path": str(tmp_path / "out")},
     }
-    with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="600MiB", dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit=limit, dashboard_address=None) as cluster:
         with Client(cluster) as client:
             result = flows.run(config, client=client)
-            assert client.status == "running"
-    assert result.steps[0].rows_out == rows
-    assert result.steps[-1].rows_out == pd.read_parquet(tmp_path / "big", columns=["price"]).shape[0]
+            peak = client.run(lambda dask_worker: dask_worker.monitor.range_query(start=0)["memory"])
+    assert result.steps[0].rows_out == 40 * 65_000
+    assert pd.read_parquet(tmp_path / "out", columns=["price"]).shape[0] == result.steps[-1].rows_out
+    for worker, memory in peak.items():  # each worker stayed under its limit the whole run
+        assert max(memory) < limit, (worker, max(memory) / 2**20)
 
 
 @pytest.mark.skipif(not os.path.exists("/usr/bin/openssl"), reason="needs openssl to make certificates")
