@@ -338,7 +338,8 @@ def _openblas_local_threads() -> Any:
     paths: list[str] = []
     try:
         with open("/proc/self/maps") as maps:
-            paths = sorted({ln.split()[-1] for ln in maps if "openblas" in ln.lower() and "/" in ln})
+            found = {ln.split()[-1] for ln in maps if "openblas" in ln.lower() and "/" in ln}
+        paths = sorted(found, key=lambda p: ("numpy" not in p, p))  # NumPy's own first
     except OSError:
         pass
     if not paths:
