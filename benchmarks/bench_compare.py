@@ -132,9 +132,14 @@ def main(argv: list[str] | None = None) -> None:
         if not args.no_cluster:
             from distributed import Client, LocalCluster
 
+            import dask
+
+            from flows.cluster import worker_environ  # the worker environment dask-flows runs with
+
             t0 = time.perf_counter()
-            cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None)
+            with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ()}):
+                cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                                       dashboard_address=None)
             client = Client(cluster)
             print(f"cluster: LocalCluster {args.workers} workers x 1 thread, started in {time.perf_counter() - t0:.1f} s")
         else:

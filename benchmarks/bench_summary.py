@@ -111,7 +111,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{rows:,} rows x {args.columns} columns, {len(sizes)} partitions, NaN share {args.nan_fraction}, "
         f"{args.workers} workers x {args.threads_per_worker} threads, median of {args.repeats}"
     )
-    with LocalCluster(
+    import dask
+
+    from flows.cluster import worker_environ  # the worker environment dask-flows runs with
+
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ()}), LocalCluster(
         n_workers=args.workers,
         threads_per_worker=args.threads_per_worker,
         processes=True,

@@ -370,9 +370,14 @@ def run_dask(data: Path, out: Path, workers: int) -> dict[str, Any]:
 
     if _IMPORT_ERROR is not None:
         raise RuntimeError(f"pipelines steps not importable: {_IMPORT_ERROR}")
+    import dask
+
+    from flows.cluster import worker_environ  # the worker environment dask-flows runs with
+
     t0 = time.perf_counter()
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                      dashboard_address=":0", silence_logs=logging.ERROR) as cluster, \
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ()}), \
+            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                         dashboard_address=":0", silence_logs=logging.ERROR) as cluster, \
             Client(cluster) as client:
         startup = time.perf_counter() - t0
         client.run(_start_sampler)

@@ -144,7 +144,10 @@ def test_flow_streams_data_larger_than_cluster_memory(tmp_path):
     """The data is larger than all workers' memory_limit together; partitions stream through."""
     from distributed import Client, LocalCluster
 
+    import dask
+
     import flows
+    from flows.cluster import worker_environ
 
     limit = 400 * 2**20
     data_bytes = write_wide_ticks(tmp_path / "wide", files=160, rows=16_250, width=40)  # ~5 MiB partitions
@@ -154,7 +157,9 @@ def test_flow_streams_data_larger_than_cluster_memory(tmp_path):
         "input": {"format": "parquet", "path": str(tmp_path / "wide"), "time": "ts"},
         "output": {"path": str(tmp_path / "out")},
     }
-    with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit=limit, dashboard_address=None) as cluster:
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ()}), LocalCluster(
+        n_workers=2, threads_per_worker=1, memory_limit=limit, dashboard_address=None
+    ) as cluster:  # the environment flows.cluster gives the workers it starts
         with Client(cluster) as client:
             result = flows.run(config, client=client)
             peak = client.run(lambda dask_worker: dask_worker.monitor.range_query(start=0)["memory"])
