@@ -15,7 +15,7 @@ from distributed import Client, get_task_stream
 from flows.config import CompareFlowConfig
 from flows.matrices import MatrixSet, load_matrices
 from flows.report import RunResult, StepReport, task_seconds_by_prefix
-from pipelines.grid import all_pairs, plan_grid
+from pipelines.grid import DEFAULT_TILE, all_pairs, plan_grid
 
 
 @dataclass
@@ -23,7 +23,7 @@ class ComparePlan:
     """The matrices of a compare flow, validated, and the grid they make."""
 
     matrices: MatrixSet
-    tile: int
+    tile: int | None
     output: str
 
     def describe(self) -> str:
@@ -31,10 +31,12 @@ class ComparePlan:
         arrays = self.matrices.arrays
         n = len(arrays)
         lengths = [a.shape[1] for a in arrays]
-        tiles = len(plan_grid(n, self.tile))
+        tile = self.tile or DEFAULT_TILE["cpu"]
+        tiles = len(plan_grid(n, tile))
         return (
             f"input      {n} matrices of {arrays[0].shape[0]} rows, {min(lengths)}-{max(lengths)} columns\n"
-            f"grid       {n * (n - 1) // 2:,} pairs in {tiles} tiles of up to {self.tile} x {self.tile}\n"
+            f"grid       {n * (n - 1) // 2:,} pairs in {tiles} tiles of up to {tile} x {tile}"
+            f"{'' if self.tile else ' (on CPU; 1024 on GPU)'}\n"
             f"output     {self.output} (via {self.output}.partial)"
         )
 

@@ -276,7 +276,7 @@ MatrixInput = Annotated[
 class CompareOptions(Strict):
     """Options of the all-against-all grid (see pipelines.grid.all_pairs)."""
 
-    tile: int = Field(256, ge=1)
+    tile: int | None = Field(None, ge=1)  # None: 256 on CPU, 1024 on GPU
     normalize: Literal["zscore"] | None = None
     top_k: int | None = Field(None, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
