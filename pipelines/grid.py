@@ -415,10 +415,11 @@ def fingerprint(names: Sequence[str], arrays: Sequence[np.ndarray], options: Map
 # ----------------------------------------------------------------------------------------------
 # the store
 def _local_path(out: Any) -> Path:
+    """``out`` as an absolute local path: tasks write to it from workers with other working folders."""
     text = os.fspath(out)
     if "://" in text:
         raise InputError(f"out: {text}: only local paths are supported for the compare grid")
-    return Path(text.rstrip("/") or "/")
+    return Path(text.rstrip("/") or "/").absolute()
 
 
 def _open_partial(
@@ -492,11 +493,6 @@ class _Runner:
         self.local_workers = local_workers  # the local scheduler's threads (None: its default)
         self.run = uuid.uuid4().hex[:8]
         self.tasks: list[Any] = []
-
-    def data(self, items: list[Any]) -> list[Any]:
-        if self.client is None or not items:
-            return items
-        return self.client.scatter(items, hash=False)
 
     def submit(self, fn: Any, *args: Any, key: str, gpu: bool = True) -> Any:
         key = f"{key}-{self.run}"
@@ -598,7 +594,9 @@ def all_pairs(
     gpu = device == "cuda"
     runner = _Runner(client, {"GPU": 1} if gpu and client is not None else None, 2 if gpu else None)
     needed = sorted({t.bi for t in todo} | {t.bj for t in todo})
-    data = runner.data([arrays[bounds[b][0] : bounds[b][1]] for b in needed])
+    # input blocks travel inside their spectra tasks, never scattered: a task whose worker dies
+    # is recomputed from its own spec, while scattered data would be lost with the worker
+    data = [arrays[bounds[b][0] : bounds[b][1]] for b in needed]
     spectra = {
         b: runner.submit(_spectra_task, d, job, key=f"compare-spectra-{b}") for b, d in zip(needed, data)
     }

@@ -308,15 +308,7 @@ class Moments:
     @staticmethod
     def merge_all(states: Iterable[Moments]) -> Moments:
         """Merge states pairwise in a balanced tree (no state is merged more than log2 times)."""
-        level = list(states)
-        if not level:
-            raise InputError("no moments to merge")
-        while len(level) > 1:
-            level = [
-                level[i].merge(level[i + 1]) if i + 1 < len(level) else level[i]
-                for i in range(0, len(level), 2)
-            ]
-        return level[0]
+        return _merge_tree(list(states), "moments")
 
     # results -----------------------------------------------------------------------------
 
@@ -803,15 +795,7 @@ class SummaryState:
     @staticmethod
     def merge_all(states: Iterable[SummaryState]) -> SummaryState:
         """Merge states pairwise in a balanced tree."""
-        level = list(states)
-        if not level:
-            raise InputError("no summary states to merge")
-        while len(level) > 1:
-            level = [
-                level[i].merge(level[i + 1]) if i + 1 < len(level) else level[i]
-                for i in range(0, len(level), 2)
-            ]
-        return level[0]
+        return _merge_tree(list(states), "summary states")
 
     # results -----------------------------------------------------------------------------
 
@@ -910,6 +894,18 @@ class SummaryState:
     def __repr__(self) -> str:
         keys = "" if self.keys is None else f", keys={len(self.keys)}"
         return f"SummaryState(columns={list(self.columns)}, by={_show(self.by)}{keys}, sources={len(self.sources)})"
+
+
+def _merge_tree(level: list[Any], what: str) -> Any:
+    """``a.merge(b)`` over ``level`` pairwise in a balanced tree (depth ceil(log2 n))."""
+    if not level:
+        raise InputError(f"no {what} to merge")
+    while len(level) > 1:
+        level = [
+            level[i].merge(level[i + 1]) if i + 1 < len(level) else level[i]
+            for i in range(0, len(level), 2)
+        ]
+    return level[0]
 
 
 def _show(by: tuple[Hashable, ...] | None) -> str:
