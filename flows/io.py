@@ -226,6 +226,17 @@ class Publication:
             self.fs.rm(aside, recursive=True)
         self.published = True
 
+    @property
+    def tmp_url(self) -> str:
+        """The temp path with its protocol (``memory://``, ``s3://``...), for writers."""
+        return self.fs.unstrip_protocol(self.tmp_path)
+
+    @property
+    def url(self) -> str:
+        """The target as users wrote it: a local path, or a URL with its protocol."""
+        protocols = (self.fs.protocol,) if isinstance(self.fs.protocol, str) else self.fs.protocol
+        return self.target if "file" in protocols else self.fs.unstrip_protocol(self.target)
+
     def discard(self) -> None:
         """Remove the temp output, if any, and the (still empty) folders made for it."""
         if self.fs.exists(self.tmp_path):

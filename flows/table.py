@@ -248,7 +248,7 @@ def run_table(
     publication = plan.publication
     writer = None
     if publication is not None:  # dask creates the folder when the write is built: only now
-        writer = parquet_writer(plan.frames[-1], publication.tmp_path, config.output.storage_options)
+        writer = parquet_writer(plan.frames[-1], publication.tmp_url, config.output.storage_options)
     targets = [writer, *plan.counts, plan.summary, *(plan.span or ())]
     prefixes = _step_prefixes(plan)
     try:
@@ -269,7 +269,7 @@ def run_table(
             result.summary, result.summary_state = _merge_summary(state, config, source_fingerprint)
         if publication is not None:
             publication.publish()
-            result.output = publication.target
+            result.output = publication.url
     finally:
         if publication is not None and not publication.published:
             publication.discard()

@@ -94,3 +94,24 @@ def test_cuda_cluster_without_dask_cuda_is_a_clear_error(tmp_path, capsys):
                       f"output: {{path: {tmp_path / 'x.zarr'}}}\n")
     assert main(["run", str(config)]) == 2
     assert "cluster.kind: cuda needs dask-cuda" in capsys.readouterr().err
+
+
+def test_fsspec_urls_for_input_and_output():
+    """Inputs and outputs may be fsspec URLs; publishing works on that filesystem too."""
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    frame = pd.DataFrame({"ts": pd.date_range("2026-01-01", periods=100, freq="s"), "price": range(100)})
+    with fs.open("memory://dask-flows-test/in/a.parquet", "wb") as handle:
+        frame.to_parquet(handle)
+    result = flows.run({
+        "flow": "table", "cluster": {"n_workers": 1, "processes": False},  # memory:// is per process
+        "input": {"format": "parquet", "path": "memory://dask-flows-test/in", "time": "ts"},
+        "steps": [{"lookahead": {"horizon": "5s", "columns": ["price"], "features": ["max"]}}],
+        "output": {"path": "memory://dask-flows-test/out"},
+    })
+    assert result.output.startswith("memory://") and result.output.endswith("dask-flows-test/out")
+    assert fs.exists("/dask-flows-test/out/_SUCCESS")
+    assert pd.read_parquet(result.output)["price_max_5s"].iloc[0] == 5
+    assert not [p for p in fs.ls("/dask-flows-test", detail=False) if ".tmp-" in p]
+    fs.rm("/dask-flows-test", recursive=True)
