@@ -36,7 +36,7 @@ from __future__ import annotations
 import datetime
 import re
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -54,7 +54,7 @@ from pandas.api.types import (
 )
 
 from pipelines.errors import InputError
-from pipelines.partitions import from_partitions, scan_backward, to_partitions
+from pipelines.partitions import from_partitions, scan_backward, scan_forward, to_partitions
 
 __all__ = ["FEATURES", "feature_label", "future_features", "map_lookahead", "parse_horizon"]
 
@@ -443,6 +443,111 @@ def _lookahead(
 
 
 # ----------------------------------------------------------------------------------------------
+# the forward scan (time horizons of future_features): stream, holding only the pending rows
+@dataclass
+class _Pending:
+    """Rows before a partition whose time windows may still grow (all columns, row order)."""
+
+    rows: pd.DataFrame | None = None
+    t: np.ndarray | None = None
+    last_t: int | None = None  # the last time of everything before the partition
+    last_part: int | None = None  # the partition holding that row
+    last_label: Any = None
+    last_time: Any = None
+
+
+def _tail(frame: pd.DataFrame, spec: _Spec, part: int) -> _Pending:
+    """Partition ``part``'s rows that later partitions may complete: ``t >= t_last - T``."""
+    if not len(frame):
+        return _Pending()
+    t = _times(frame, spec)
+    _check_times(frame, t, spec, part)
+    assert spec.span is not None
+    cut = int(np.searchsorted(t, t[-1] - spec.span, side="left"))
+    return _Pending(  # copies, so that a tail never keeps its whole partition alive
+        frame.iloc[cut:].copy(), t[cut:].copy(), int(t[-1]), part, frame.index[-1],
+        _fmt(_time_values(frame, spec), -1),
+    )
+
+
+def _carry(pending: _Pending, tail: _Pending, spec: _Spec) -> _Pending:
+    """The pending rows after a partition from those before it and the partition's tail."""
+    if tail.rows is None:
+        return pending
+    assert tail.t is not None and tail.last_t is not None and spec.span is not None
+    rows, t = tail.rows, tail.t
+    if pending.rows is not None:
+        assert pending.t is not None
+        cut = int(np.searchsorted(pending.t, tail.last_t - spec.span, side="left"))
+        if cut < len(pending.t):
+            rows = pd.concat([pending.rows.iloc[cut:], tail.rows])
+            t = np.concatenate([pending.t[cut:], tail.t])
+    return _Pending(rows, t, tail.last_t, tail.last_part, tail.last_label, tail.last_time)
+
+
+def _streaming_kernel(
+    frame: pd.DataFrame,
+    pending: _Pending,
+    spec: _Spec,
+    part: int,
+    last: bool,
+    columns: tuple[Hashable, ...],
+    features: tuple[str, ...],
+    names: tuple[tuple[str, ...], ...],
+    partial_windows: bool,
+) -> pd.DataFrame:
+    """The rows whose windows end inside partition ``part``, with their features.
+
+    Those are the pending rows of earlier partitions and the partition's own rows, up to the
+    first row whose window may still reach the next partition (``t + T >= `` the partition's last
+    time); the last partition emits everything left. Rows keep their order; only partition
+    boundaries move.
+    """
+    t_own = _times(frame, spec)
+    _check_times(frame, t_own, spec, part)
+    if len(frame) and pending.last_t is not None and t_own[0] < pending.last_t:
+        raise InputError(
+            f"{spec.time_name} is not sorted: row 0 of partition {part} (index "
+            f"{frame.index[0]!r}) has time {_fmt(_time_values(frame, spec), 0)}, before "
+            f"{pending.last_time} of the last row of partition {pending.last_part} (index "
+            f"{pending.last_label!r}); sort the input by time first (input option sort: true)"
+        )
+    frames = [f for f in (pending.rows, frame) if f is not None and len(f)]
+    new = [nm for row in names for nm in row]
+    if not frames:
+        return _with_columns(frame, {nm: np.empty(0) for nm in new})
+    t = t_own if pending.rows is None else np.concatenate([pending.t, t_own])
+    end_t = int(t[-1])
+    assert spec.span is not None
+    n_emit = len(t) if last else int(np.searchsorted(t, end_t - spec.span, side="left"))
+    out = _feature_columns(frames, n_emit, t, end_t, spec, columns, features, names, partial_windows)
+    emitted = frames[0] if len(frames) == 1 else pd.concat(frames)
+    return _with_columns(emitted.iloc[:n_emit], out)
+
+
+def _lookahead_streaming(
+    df: dd.DataFrame, spec: _Spec, meta: Any, kernel_args: tuple[Any, ...]
+) -> dd.DataFrame:
+    """``future_features`` for a time horizon as a forward scan: partitions stream in order.
+
+    Each output partition depends on its input partition and on the small pending state carried
+    forwards, so a worker holds a few partitions at a time, also after a forward step like dedup.
+    """
+    parts = to_partitions(df)
+    token = tokenize(df._name, spec, kernel_args)
+    tail = dask.delayed(_tail, pure=True)
+    tails = [tail(part, spec, i, dask_key_name=f"lookahead-tail-{token}-{i}") for i, part in enumerate(parts)]
+    states = scan_forward(tails, partial(_carry, spec=spec), _Pending())
+    run = dask.delayed(_streaming_kernel, pure=True)
+    results = [
+        run(part, state, spec, i, i == len(parts) - 1, *kernel_args,
+            dask_key_name=f"future-features-{token}-{i}")
+        for i, (part, state) in enumerate(zip(parts, states, strict=True))
+    ]
+    return from_partitions(results, like=df, meta=meta, keep_divisions=False)
+
+
+# ----------------------------------------------------------------------------------------------
 # the feature kernel
 class _Bounds(BaseIndexer):
     """Precomputed window bounds for ``Series.rolling``."""
@@ -511,19 +616,37 @@ def _feature_kernel(
     names: tuple[tuple[str, ...], ...],
     partial_windows: bool,
 ) -> pd.DataFrame:
-    """Partition ``part`` with its feature columns added."""
+    """Partition ``part`` with its feature columns added (backward scan: rows horizons)."""
     n_own = len(frame)
     if not n_own:
         return _with_columns(frame, {nm: np.empty(0) for row in names for nm in row})
     future, t_own, t_future, end_t = _future(frame, state, spec, part)
     frames = [frame] if future is None else [frame, future]
+    t = None
+    if t_own is not None:
+        t = t_own if t_future is None else np.concatenate([t_own, t_future])
+    out = _feature_columns(frames, n_own, t, end_t, spec, columns, features, names, partial_windows)
+    return _with_columns(frame, out)
+
+
+def _feature_columns(
+    frames: Sequence[pd.DataFrame],
+    n_own: int,
+    t: np.ndarray | None,
+    end_t: int | None,
+    spec: _Spec,
+    columns: tuple[Hashable, ...],
+    features: tuple[str, ...],
+    names: tuple[tuple[str, ...], ...],
+    partial_windows: bool,
+) -> dict[str, np.ndarray]:
+    """The feature columns of the first ``n_own`` rows of ``frames`` (concatenated), whose
+    windows all lie within ``frames``; ``t``: their times, ``end_t``: the input's last time."""
     if spec.by:
         codes, n_groups = _key_codes(frames, spec.by)
     else:
         codes, n_groups = None, 1
-    t = None
-    if t_own is not None:
-        t = t_own if t_future is None else np.concatenate([t_own, t_future])
+    t_own = None if t is None else t[:n_own]
     n = sum(len(f) for f in frames)
     order, start, end = _windows(n, codes, n_groups, t, spec)
     inverse = None
@@ -574,7 +697,7 @@ def _feature_kernel(
             if blank is not None:
                 result[blank] = np.nan
             out[nm] = result
-    return _with_columns(frame, out)
+    return out
 
 
 def _with_columns(frame: pd.DataFrame, new: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -701,10 +824,11 @@ def future_features(
         if name in meta.columns:
             raise InputError(f"column {name!r} already exists; pass another `label`")
     out_meta = _with_columns(meta, {nm: np.empty(0) for row in names for nm in row})
-    return _lookahead(
-        df, spec, _feature_kernel, out_meta, "future-features",
-        (tuple(column_list), tuple(feature_list), names, bool(partial)),
-    )
+    kernel_args = (tuple(column_list), tuple(feature_list), names, bool(partial))
+    if spec.span is not None:  # time horizon: stream forwards
+        spec = replace(spec, keep=None)  # emitted rows carry all their columns
+        return _lookahead_streaming(df, spec, out_meta, kernel_args)
+    return _lookahead(df, spec, _feature_kernel, out_meta, "future-features", kernel_args)
 
 
 def _map_kernel(

@@ -66,15 +66,17 @@ def scan_backward(
 
 
 def from_partitions(
-    parts: Sequence[Delayed], like: dd.DataFrame, meta: Any = None
+    parts: Sequence[Delayed], like: dd.DataFrame, meta: Any = None, keep_divisions: bool = True
 ) -> dd.DataFrame:
     """A Dask DataFrame from per-partition Delayed frames, keeping ``like``'s divisions.
 
-    The steps here never reorder rows, so the input's divisions still hold for the output.
+    The steps here never reorder rows, so the input's divisions still hold for the output when
+    each output partition holds the rows of the same input partition; a step that moves rows
+    to a later partition (``keep_divisions=False``) gives unknown divisions.
     """
     return dd.from_delayed(
         list(parts),
         meta=like._meta if meta is None else meta,
-        divisions=like.divisions,
+        divisions=like.divisions if keep_divisions else None,
         verify_meta=False,
     )

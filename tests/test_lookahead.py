@@ -122,13 +122,47 @@ def test_matches_reference(how, case, partial):
     check(future_features(partitioned(pdf, how), **kwargs), expected)
 
 
-def test_known_divisions_are_kept():
+def test_known_divisions_are_kept_by_rows_horizons():
     pdf = make_frame(120, seed=1)
     ddf = dd.from_pandas(pdf, npartitions=9, sort=True)
     assert ddf.known_divisions
-    out = future_features(ddf, "5s", "price", ["max", "count"], by="key")
+    out = future_features(ddf, 5, "price", ["max", "count"], by="key")
     assert out.divisions == ddf.divisions
+    assert_eq(out, reference_future_features(pdf, 5, "price", ["max", "count"], by="key"))
+
+
+def test_time_horizons_stream_rows_to_later_partitions_in_order():
+    """A time horizon streams forwards: a row leaves in the partition where its window ends
+    (the last partition takes the rest), so boundaries move, order never changes."""
+    pdf = make_frame(120, seed=1)
+    ddf = dd.from_pandas(pdf, npartitions=9, sort=True)
+    out = future_features(ddf, "5s", "price", ["max", "count"], by="key")
+    assert not out.known_divisions and out.npartitions == ddf.npartitions
+    sizes = [len(p) for p in dask.compute(*out.to_delayed())]
+    assert sum(sizes) == len(pdf) and sizes != [len(p) for p in dask.compute(*ddf.to_delayed())]
     assert_eq(out, reference_future_features(pdf, "5s", "price", ["max", "count"], by="key"))
+
+
+def test_time_horizon_after_a_forward_step_streams():
+    """After a step that scans forwards (dedup), a time lookahead needs no partition to wait for
+    the end of the input: each output partition depends on a bounded set of input partitions."""
+    from pipelines.dedup import drop_consecutive_duplicates
+
+    pdf = make_frame(400, seed=3)
+    ddf = dd.from_pandas(pdf, npartitions=20, sort=True)
+    out = future_features(drop_consecutive_duplicates(ddf, subset=["price"], by="key"), "5s", "price",
+                          ["max"], by="key")
+    graph = dict(out.__dask_graph__())
+    first_output = out.__dask_keys__()[0]
+    seen, todo = set(), [first_output]
+    while todo:  # everything the first output partition depends on
+        key = todo.pop()
+        if key in seen:
+            continue
+        seen.add(key)
+        todo += [d for d in dask.core.get_dependencies(graph, key)]
+    reads = {k for k in seen if isinstance(k, tuple) and str(k[0]).startswith("frompandas")}
+    assert 1 <= len(reads) <= 2  # the first input partition(s), not the whole input
 
 
 def test_several_keys_and_tz_aware_time_column():
