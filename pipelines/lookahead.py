@@ -22,7 +22,18 @@ can reach:
   incomplete windows). As ``last_t(p) <= t0``, it holds every row a window of *p* can reach.
 
 Each partition is then computed on its own rows followed by that state, and only its own rows are
-returned. Partitions may hold any number of rows, zero included. The per-partition kernel is
+returned (:func:`map_lookahead`, and :func:`future_features` with a rows horizon; divisions kept).
+
+:func:`future_features` with a time horizon **streams forwards** instead, so that it holds a few
+partitions at a time also after a forward step such as dedup (a backward scan after a forward one
+would keep every partition waiting until the scan reaches it): a forward scan
+(:func:`pipelines.partitions.scan_forward`) carries the *pending* rows, whose window
+``(t, t + T]`` is still open at the end of the data seen so far (``t >= t_last - T``), with all
+their columns. Partition *p* emits the pending rows and its own rows up to the first row whose
+window may reach the next partition; the last partition emits the rest. Rows keep their order and
+index; partition boundaries move, so divisions become unknown.
+
+Partitions may hold any number of rows, zero included. The per-partition kernel is
 vectorized: a stable sort by key, window bounds ``[start, end)`` by ``searchsorted``, then pandas
 rolling aggregations over those bounds, scattered back to row order. Rows are never reordered.
 
@@ -759,7 +770,10 @@ def future_features(
     Returns
     -------
     dask.dataframe.DataFrame
-        ``df`` with the feature columns added, in the order columns x features.
+        ``df`` with the feature columns added, in the order columns x features, rows in their
+        order with their index. With a rows horizon each partition keeps its rows (and the
+        divisions); with a time horizon rows stream forwards, each leaving in the partition where
+        its window closes (same number of partitions, unknown divisions).
 
     Raises
     ------
