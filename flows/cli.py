@@ -140,6 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `dask-flows list | head`: the reader left, nothing to say
+        sys.stderr.close()
+        return 141
     except KeyboardInterrupt:
         print("interrupted: nothing was published", file=sys.stderr)
         return 130

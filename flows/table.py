@@ -30,7 +30,7 @@ from flows.config import (
     TableFlowConfig,
 )
 from flows.io import Publication, parquet_writer, read_json, read_table, write_json_atomic
-from flows.report import RunResult, StepReport, task_seconds_by_prefix
+from flows.report import RunResult, StepReport
 from pipelines.dedup import drop_consecutive_duplicates
 from pipelines.errors import InputError
 from pipelines.lookahead import future_features, parse_horizon
@@ -221,15 +221,36 @@ def _summary(df: dd.DataFrame, summary: SummaryConfig) -> Any:
     return moments(df, columns=summary.columns, by=summary.by, split_every=summary.split_every)
 
 
-def _step_prefixes(plan: TablePlan) -> list[set[str]]:
-    """Task-name prefixes that first appear in each step's graph (to attribute task time)."""
-    seen: set[str] = set()
+def _step_keys(plan: TablePlan) -> list[tuple[set[Any], set[str]]]:
+    """Per step, the task keys and task-name prefixes that first appear in its graph.
+
+    Task time is attributed by exact key where the computed graph kept the step's keys (the
+    partition-scan steps), else by name prefix (tasks that optimization renamed or fused).
+    """
+    seen_keys: set[Any] = set()
+    seen_prefixes: set[str] = set()
     result = []
     for frame in plan.frames:
-        prefixes = {key_split(k) for k in frame.__dask_graph__()} - seen
-        seen |= prefixes
-        result.append(prefixes)
+        keys = set(frame.__dask_graph__()) - seen_keys
+        prefixes = {key_split(k) for k in keys} - seen_prefixes
+        seen_keys |= keys
+        seen_prefixes |= prefixes
+        result.append((keys, prefixes))
     return result
+
+
+def _task_seconds(stream: list[dict[str, Any]], steps: list[tuple[set[Any], set[str]]]) -> list[float]:
+    """Compute seconds of the task stream per step (see :func:`_step_keys`)."""
+    seconds = [0.0] * (len(steps) + 1)  # the last: tasks of no step (write, summary, counts)
+    by_prefix = {p: i for i, (_, prefixes) in enumerate(steps) for p in prefixes}
+    for task in stream:
+        key = task["key"]
+        index = next((i for i, (keys, _) in enumerate(steps) if key in keys), None)
+        if index is None:
+            index = by_prefix.get(key_split(key), len(steps))
+        seconds[index] += sum(s["stop"] - s["start"] for s in task.get("startstops", ())
+                              if s.get("action") == "compute")
+    return seconds
 
 
 def run_table(
@@ -250,7 +271,7 @@ def run_table(
     if publication is not None:  # dask creates the folder when the write is built: only now
         writer = parquet_writer(plan.frames[-1], publication.tmp_url, config.output.storage_options)
     targets = [writer, *plan.counts, plan.summary, *(plan.span or ())]
-    prefixes = _step_prefixes(plan)
+    step_keys = _step_keys(plan)
     try:
         with get_task_stream(client) as stream:
             futures = client.compute([t for t in targets if t is not None], optimize_graph=True)
@@ -273,16 +294,19 @@ def run_table(
     finally:
         if publication is not None and not publication.published:
             publication.discard()
-    seconds = task_seconds_by_prefix(stream.data)
+    seconds = _task_seconds(stream.data, step_keys)
     for index, name in enumerate(plan.names):
         result.steps.append(
             StepReport(
                 name=name,
                 rows_in=int(counts[index - 1]) if index else None,
                 rows_out=int(counts[index]),
-                task_seconds=sum(seconds.get(p, 0.0) for p in prefixes[index]),
+                task_seconds=seconds[index],
             )
         )
+    rest = seconds[-1]  # the write, the summary and the row counts
+    label = " + ".join(n for n, on in (("output", writer is not None), ("summary", plan.summary is not None)) if on)
+    result.steps.append(StepReport(name=label, rows_in=counts[-1], task_seconds=rest))
     result.wall_seconds = time.perf_counter() - started
     return result
 

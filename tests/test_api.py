@@ -24,7 +24,8 @@ def test_run_with_a_users_client_leaves_it_open(local_client, tmp_path):
     assert local_client.status == "running"
     assert set(local_client.scheduler_info()["workers"]) == workers
     assert result.scheduler == local_client.scheduler.address
-    assert [s.name for s in result.steps] == ["input", "steps[0].dedup", "steps[1].lookahead"]
+    assert [s.name for s in result.steps] == ["input", "steps[0].dedup", "steps[1].lookahead", "output + summary"]
+    assert all(s.task_seconds > 0 for s in result.steps)
     assert result.steps[0].rows_out == 2000 and result.steps[1].rows_in == 2000
     assert list(result.summary.columns) == ["count", "mean", "std", "var", "min", "max"]
     assert "price_max_10r" in pd.read_parquet(result.output).columns
