@@ -306,7 +306,8 @@ def run_table(
         )
     rest = seconds[-1]  # the write, the summary and the row counts
     label = " + ".join(n for n, on in (("output", writer is not None), ("summary", plan.summary is not None)) if on)
-    result.steps.append(StepReport(name=label, rows_in=counts[-1], task_seconds=rest))
+    written = counts[-1] if writer is not None else None
+    result.steps.append(StepReport(name=label, rows_in=counts[-1], rows_out=written, task_seconds=rest))
     result.wall_seconds = time.perf_counter() - started
     return result
 
