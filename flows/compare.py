@@ -57,7 +57,7 @@ def run_compare(
         grid = all_pairs(
             plan.matrices, tile=options.tile, device=options.device, out=config.output.path,
             top_k=options.top_k, normalize=options.normalize, dtype=options.dtype, client=client,
-            overwrite=config.output.overwrite,
+            overwrite=config.output.overwrite, progress=show_progress,
         )
     task_seconds = sum(task_seconds_by_prefix(stream.data).values())
     result = RunResult(flow="compare", output=grid.path, compare=grid, scheduler=client.scheduler.address)

@@ -486,13 +486,15 @@ class _Runner:
     """Submit functions as tasks; ``gather`` runs them (local) or waits for them (distributed)."""
 
     def __init__(
-        self, client: Any, resources: dict[str, int] | None, local_workers: int | None = None
+        self, client: Any, resources: dict[str, int] | None, local_workers: int | None = None,
+        progress: bool = False,
     ) -> None:
         self.client = client
         self.resources = resources
         self.local_workers = local_workers  # the local scheduler's threads (None: its default)
         self.run = uuid.uuid4().hex[:8]
         self.tasks: list[Any] = []
+        self.progress = progress
 
     def submit(self, fn: Any, *args: Any, key: str, gpu: bool = True) -> Any:
         key = f"{key}-{self.run}"
@@ -513,8 +515,11 @@ class _Runner:
             options = {"num_workers": self.local_workers} if self.local_workers else {}
             return list(dask.compute(*tasks, **options)) if tasks else []
         from distributed import as_completed  # noqa: PLC0415
+        from distributed import progress as progress_bar  # noqa: PLC0415
 
         try:
+            if self.progress and tasks:
+                progress_bar(tasks)
             # the loop given: the client need not be the default one
             for future in as_completed(tasks, loop=self.client.loop):
                 if future.status == "error":
@@ -539,6 +544,7 @@ def all_pairs(
     dtype: str = "float32",
     client: Any = None,
     overwrite: bool = False,
+    progress: bool = False,
     _fail_tiles: Sequence[str] = (),
 ) -> GridResult:
     """Compare every matrix with every other (see the module docstring); a :class:`GridResult`.
@@ -546,6 +552,7 @@ def all_pairs(
     ``matrices``: a sequence of 2-D arrays (names ``"0", "1", ...`` unless ``names``), a mapping
     name -> array, or an object with ``names`` and ``arrays`` (``flows.matrices.MatrixSet``).
     ``tile``: matrices per block (default 256 on CPU, 1024 on GPU).
+    ``progress``: show distributed's progress bar over the tiles (with a distributed client).
     ``_fail_tiles``: tile names (``"bi_bj"``) whose task raises -- fault injection for tests.
     """
     started = time.perf_counter()
@@ -592,7 +599,8 @@ def all_pairs(
     # a GPU: tasks ask for it on a cluster; locally, two threads keep it busy (one per CPU core
     # would hold a chunk's GPU buffers each)
     gpu = device == "cuda"
-    runner = _Runner(client, {"GPU": 1} if gpu and client is not None else None, 2 if gpu else None)
+    runner = _Runner(client, {"GPU": 1} if gpu and client is not None else None, 2 if gpu else None,
+                     progress=progress)
     needed = sorted({t.bi for t in todo} | {t.bj for t in todo})
     # input blocks travel inside their spectra tasks, never scattered: a task whose worker dies
     # is recomputed from its own spec, while scattered data would be lost with the worker
