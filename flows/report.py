@@ -102,6 +102,11 @@ class RunResult:
         return "<div>" + "\n".join(parts) + "</div>"
 
 
+def compute_seconds(task: Mapping[str, Any]) -> float:
+    """Seconds a task of a distributed task stream spent computing (transfers excluded)."""
+    return sum(s["stop"] - s["start"] for s in task.get("startstops", ()) if s.get("action") == "compute")
+
+
 def task_seconds_by_prefix(stream: Iterable[Mapping[str, Any]]) -> dict[str, float]:
     """Compute seconds per task-name prefix from a distributed task stream.
 
@@ -113,7 +118,5 @@ def task_seconds_by_prefix(stream: Iterable[Mapping[str, Any]]) -> dict[str, flo
     """
     seconds: dict[str, float] = defaultdict(float)
     for task in stream:
-        for span in task.get("startstops", ()):
-            if span.get("action") == "compute":
-                seconds[key_split(task["key"])] += span["stop"] - span["start"]
+        seconds[key_split(task["key"])] += compute_seconds(task)
     return dict(seconds)

@@ -30,7 +30,7 @@ from flows.config import (
     TableFlowConfig,
 )
 from flows.io import Publication, parquet_writer, read_json, read_table, write_json_atomic
-from flows.report import RunResult, StepReport
+from flows.report import RunResult, StepReport, compute_seconds
 from pipelines.dedup import drop_consecutive_duplicates
 from pipelines.errors import InputError
 from pipelines.lookahead import future_features, parse_horizon
@@ -135,6 +135,7 @@ class TablePlan:
     frames: list[dd.DataFrame]  # the input, then the output of each step
     names: list[str]
     summary: Any = None  # lazy SummaryState
+    previous_state: SummaryState | None = None  # the saved state this run's merges into
     publication: Publication | None = None
     counts: list[Any] = field(default_factory=list)
     span: Any = None  # lazy (first, last) time of the input, when a time horizon needs it
@@ -178,7 +179,10 @@ def plan_table(config: TableFlowConfig, run_id: str | None = None) -> TablePlan:
         plan.span = (frames[0][time_column].min(), frames[0][time_column].max())
     plan.checks += [_window_fits(i, p) for i, p in windows]
     if config.summary is not None:
-        plan.summary = _summary(df, config.summary)
+        plan.summary = moments(
+            df, columns=config.summary.columns, by=config.summary.by, split_every=config.summary.split_every
+        )
+        plan.previous_state = _saved_state(config.summary)  # a corrupt state fails before any compute
     if config.output is not None:
         plan.publication = Publication.start(config.output, run_id)
     return plan
@@ -215,10 +219,17 @@ def _window_fits(index: int, params: LookaheadParams) -> Callable[[list[int], An
     return check
 
 
-def _summary(df: dd.DataFrame, summary: SummaryConfig) -> Any:
-    if summary.state is not None:
-        read_json(summary.state, "summary.state")  # a corrupt state fails before any compute
-    return moments(df, columns=summary.columns, by=summary.by, split_every=summary.split_every)
+def _saved_state(summary: SummaryConfig) -> SummaryState | None:
+    """The summary state saved by earlier runs, or None; a clear error if it is not one."""
+    if summary.state is None:
+        return None
+    saved = read_json(summary.state, "summary.state")
+    if saved is None:
+        return None
+    try:
+        return SummaryState.from_dict(saved)
+    except InputError as error:
+        raise InputError(f"summary.state: {summary.state}: {error}") from None
 
 
 def _step_keys(plan: TablePlan) -> list[tuple[set[Any], set[str]]]:
@@ -248,8 +259,7 @@ def _task_seconds(stream: list[dict[str, Any]], steps: list[tuple[set[Any], set[
         index = next((i for i, (keys, _) in enumerate(steps) if key in keys), None)
         if index is None:
             index = by_prefix.get(key_split(key), len(steps))
-        seconds[index] += sum(s["stop"] - s["start"] for s in task.get("startstops", ())
-                              if s.get("action") == "compute")
+        seconds[index] += compute_seconds(task)
     return seconds
 
 
@@ -264,7 +274,7 @@ def run_table(
     """Run a planned table flow on ``client``: one compute, then publish output and summary state."""
     started = time.perf_counter()
     check_imports_on_workers(config, client)
-    _refuse_merged_input(config, source_fingerprint)
+    _refuse_merged_input(config, plan.previous_state, source_fingerprint)
     result = RunResult(flow="table", scheduler=client.scheduler.address)
     publication = plan.publication
     writer = None
@@ -287,7 +297,9 @@ def run_table(
             check(counts, span)
         state = values[len(plan.counts)] if plan.summary is not None else None
         if state is not None:
-            result.summary, result.summary_state = _merge_summary(state, config, source_fingerprint)
+            result.summary, result.summary_state = _merge_summary(
+                state, config, plan.previous_state, source_fingerprint
+            )
         if publication is not None:
             publication.publish()
             result.output = publication.url
@@ -312,20 +324,23 @@ def run_table(
     return result
 
 
-def _refuse_merged_input(config: TableFlowConfig, fingerprint: dict[str, str] | None) -> None:
+def _refuse_merged_input(
+    config: TableFlowConfig, previous: SummaryState | None, fingerprint: dict[str, str] | None
+) -> None:
     """Before computing: a summary state that already holds this input refuses it again."""
-    if config.summary is None or config.summary.state is None or fingerprint is None:
+    if previous is None or fingerprint is None:
         return
-    previous = read_json(config.summary.state, "summary.state")
-    if previous is not None:
-        try:
-            SummaryState.from_dict(previous).with_source(**fingerprint)
-        except InputError as error:
-            raise InputError(f"summary.state: {config.summary.state}: {error}") from None
+    try:
+        previous.with_source(**fingerprint)
+    except InputError as error:
+        raise InputError(f"summary.state: {config.summary.state}: {error}") from None
 
 
 def _merge_summary(
-    state: SummaryState, config: TableFlowConfig, fingerprint: dict[str, str] | None
+    state: SummaryState,
+    config: TableFlowConfig,
+    previous: SummaryState | None,
+    fingerprint: dict[str, str] | None,
 ) -> tuple[pd.DataFrame, str | None]:
     summary = config.summary
     assert summary is not None
@@ -333,10 +348,9 @@ def _merge_summary(
         state = state.with_source(**fingerprint)
     if summary.state is None:
         return state.to_frame(ddof=summary.ddof), None
-    previous = read_json(summary.state, "summary.state")
     if previous is not None:
         try:
-            state = SummaryState.from_dict(previous).merge(state)
+            state = previous.merge(state)
         except InputError as error:
             raise InputError(f"summary.state: {summary.state}: {error}") from None
     write_json_atomic(state.to_dict(), summary.state)
