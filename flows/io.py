@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from flows.config import CsvInput, OutputConfig, ParquetInput, SyntheticTicks
-from pipelines.errors import InputError
+from pipelines.errors import InputError, first_line
 
 SUCCESS = "_SUCCESS"
 
@@ -65,7 +65,7 @@ def read_parquet(config: ParquetInput) -> dd.DataFrame:
         )
     except Exception as error:  # pyarrow raises several types for corrupt files
         culprit = _corrupt_parquet(files) or config.path
-        raise InputError(f"input.path: {culprit}: cannot read as Parquet ({_first_line(error)})") from None
+        raise InputError(f"input.path: {culprit}: cannot read as Parquet ({first_line(error)})") from None
     return _with_time(df, config)
 
 
@@ -87,20 +87,16 @@ def read_csv(config: CsvInput) -> dd.DataFrame:
     try:
         df = dd.read_csv(files, blocksize=config.blocksize, storage_options=config.storage_options or None)
     except Exception as error:
-        raise InputError(f"input.path: {config.path}: cannot read as CSV ({_first_line(error)})") from None
+        raise InputError(f"input.path: {config.path}: cannot read as CSV ({first_line(error)})") from None
     return _with_time(df, config)
 
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
 
 
 def _parse_time(part: pd.DataFrame, column: str) -> pd.DataFrame:
     try:
         values = pd.to_datetime(part[column])
     except (ValueError, TypeError) as error:
-        raise InputError(f"input.time: column {column!r}: not a time ({_first_line(error)})") from None
+        raise InputError(f"input.time: column {column!r}: not a time ({first_line(error)})") from None
     return part.assign(**{column: values})
 
 
@@ -290,7 +286,7 @@ def read_json(path: str, key: str) -> Any | None:
         with open(path) as handle:
             return json.load(handle)
     except (OSError, ValueError) as error:
-        raise InputError(f"{key}: {path}: not a readable JSON state ({_first_line(error)})") from None
+        raise InputError(f"{key}: {path}: not a readable JSON state ({first_line(error)})") from None
 
 
 __all__ = [

@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from pipelines.compare import check_matrix
-from pipelines.errors import InputError
+from pipelines.errors import InputError, first_line
 
 
 class MatrixSet(NamedTuple):
@@ -88,17 +88,13 @@ def _validate(labels: list[str], arrays: list[Any]) -> list[np.ndarray]:
     return out
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}"
-
 
 def _load_npy(path: Path) -> np.ndarray:
     try:
         with open(path, "rb") as handle:
             magic = handle.read(6)
     except OSError as error:
-        raise InputError(f"{path}: not readable ({_first_line(error)})") from None
+        raise InputError(f"{path}: not readable ({first_line(error)})") from None
     if magic != b"\x93NUMPY":  # np.load would take it for a pickle (and refuse it)
         raise InputError(f"{path}: not a readable .npy array (no NumPy header)")
     try:
@@ -106,9 +102,9 @@ def _load_npy(path: Path) -> np.ndarray:
     except ValueError as error:
         if "pickle" in str(error).lower():
             raise InputError(f"{path}: a pickled (object) array; only numeric arrays are read") from None
-        raise InputError(f"{path}: not a readable .npy array ({_first_line(error)})") from None
+        raise InputError(f"{path}: not a readable .npy array ({first_line(error)})") from None
     except (OSError, EOFError) as error:
-        raise InputError(f"{path}: not a readable .npy array ({_first_line(error)})") from None
+        raise InputError(f"{path}: not a readable .npy array ({first_line(error)})") from None
 
 
 def _read_npy_folder(folder: Path) -> tuple[list[str], list[np.ndarray]]:
@@ -129,7 +125,7 @@ def _read_npz(path: Path) -> tuple[list[str], list[np.ndarray]]:
     try:
         archive = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:
-        raise InputError(f"{path}: not a readable .npz archive ({_first_line(error)})") from None
+        raise InputError(f"{path}: not a readable .npz archive ({first_line(error)})") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise InputError(f"{path}: not an .npz archive (a single array)")
     with archive:
@@ -145,7 +141,7 @@ def _read_npz(path: Path) -> tuple[list[str], list[np.ndarray]]:
                     raise InputError(
                         f"{path}:{name}: a pickled (object) array; only numeric arrays are read"
                     ) from None
-                raise InputError(f"{path}:{name}: not readable ({_first_line(error)})") from None
+                raise InputError(f"{path}:{name}: not readable ({first_line(error)})") from None
     checked = _validate([f"{path}:{name}" for name in names], arrays)
     return names, checked
 
@@ -156,7 +152,7 @@ def _read_zarr(path: Path) -> tuple[list[str], list[np.ndarray]]:
     try:
         group = zarr.open_group(str(path), mode="r")
     except Exception as error:  # FileNotFoundError, GroupNotFoundError, bad metadata
-        raise InputError(f"input.path: {path}: not a Zarr group ({_first_line(error)})") from None
+        raise InputError(f"input.path: {path}: not a Zarr group ({first_line(error)})") from None
     names = sorted(group.array_keys())
     if not names:
         raise InputError(f"input.path: {path}: no arrays in the Zarr group")

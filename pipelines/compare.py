@@ -59,6 +59,7 @@ from typing import Any
 
 import numpy as np
 
+from pipelines._xp import array_module, cupy_or_none, resolve_device, to_host
 from pipelines.errors import InputError
 
 NORMALIZE = (None, "zscore")
@@ -72,57 +73,7 @@ CHUNK_BYTES = {"cpu": 16 << 20, "cuda": 512 << 20}
 
 
 # ----------------------------------------------------------------------------------------------
-# array module and options
-def cupy_or_none() -> Any:
-    """CuPy if it imports and sees a GPU, else ``None`` (never raises)."""
-    try:
-        import cupy  # noqa: PLC0415 -- optional, imported only when asked for
-    except Exception:  # ImportError, or a CUDA library that fails to load
-        return None
-    try:
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            return None
-    except Exception:  # CUDARuntimeError: no driver, no device
-        return None
-    return cupy
-
-
-def resolve_device(device: str) -> str:
-    """``"auto"`` -> ``"cuda"`` if CuPy imports and a GPU is visible here, else ``"cpu"``.
-
-    ``"cuda"`` without CuPy or without a GPU is an :class:`InputError`.
-
-    >>> resolve_device("cpu")
-    'cpu'
-    """
-    if device == "auto":
-        return "cuda" if cupy_or_none() is not None else "cpu"
-    if device == "cpu":
-        return "cpu"
-    if device == "cuda":
-        if cupy_or_none() is None:
-            raise InputError(
-                "device: cuda needs CuPy and a visible GPU (install the 'gpu' extra, check "
-                "nvidia-smi), or use device: auto | cpu"
-            )
-        return "cuda"
-    raise InputError(f"device: {device!r} is not one of auto, cpu, cuda")
-
-
-def array_module(device: str) -> Any:
-    """``numpy`` for ``"cpu"``, ``cupy`` for ``"cuda"`` (imported only then)."""
-    if resolve_device(device) == "cuda":
-        import cupy  # noqa: PLC0415
-
-        return cupy
-    return np
-
-
-def to_host(x: Any) -> np.ndarray:
-    """A device array (CuPy: ``.get()``) or a NumPy array as a NumPy array."""
-    return x.get() if hasattr(x, "get") else np.asarray(x)
-
-
+# options
 def check_options(normalize: str | None = None, dtype: str = "float32") -> None:
     """Refuse an unknown ``normalize`` or ``dtype`` with an :class:`InputError`."""
     if normalize not in NORMALIZE:

@@ -22,3 +22,15 @@ class InputError(ValueError):
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(str(message).split()))  # always one line
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty).
+
+    >>> first_line(OSError("disk full\\nmore detail"))
+    'disk full'
+    >>> first_line(KeyError())
+    'KeyError'
+    """
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__

@@ -43,6 +43,7 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
+from pipelines._xp import get_namespace, to_host
 from pipelines.errors import InputError
 
 __all__ = [
@@ -64,36 +65,6 @@ _FIELDS = ("count", "shift", "mean", "M2", "min", "max")  # JSON names of the Mo
 
 # --------------------------------------------------------------------------------------------
 # array namespace and lossless floats
-
-
-def get_namespace(*arrays: Any) -> ModuleType:
-    """The array module of ``arrays``: ``cupy`` for CuPy arrays, ``dask.array`` for Dask arrays,
-    else ``numpy``.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> get_namespace(np.ones(3)).__name__
-    'numpy'
-    >>> get_namespace(1.5).__name__
-    'numpy'
-    """
-    for array in arrays:
-        module = type(array).__module__.split(".")[0]
-        if module == "cupy":
-            import cupy
-
-            return cupy
-        if module == "dask" and hasattr(array, "chunks"):
-            return da
-    return np
-
-
-def _to_host(array: Any) -> np.ndarray:
-    """A NumPy copy of a NumPy or CuPy array (or scalar)."""
-    if type(array).__module__.split(".")[0] == "cupy":
-        return array.get()
-    return np.asarray(array)
 
 
 def _hex(value: float) -> str:
@@ -398,9 +369,9 @@ class Moments:
         (inf, inf, 3)
         """
         out: dict[str, Any] = {"shape": list(self.shape)}
-        out["count"] = [int(v) for v in _to_host(self.n).reshape(-1)]
+        out["count"] = [int(v) for v in to_host(self.n).reshape(-1)]
         for name, attr in zip(_FIELDS[1:], _ATTRS[1:]):
-            out[name] = [_hex(v) for v in _to_host(getattr(self, attr)).reshape(-1)]
+            out[name] = [_hex(v) for v in to_host(getattr(self, attr)).reshape(-1)]
         return out
 
     @classmethod
@@ -809,12 +780,12 @@ class SummaryState:
         stats = {name: [] for name in STATS}
         for c in self.columns:
             m = self.moments[c]
-            stats["count"].append(_to_host(m.count()).astype(np.int64))
-            stats["mean"].append(_to_host(m.mean()))
-            stats["std"].append(_to_host(m.std(ddof)))
-            stats["var"].append(_to_host(m.var(ddof)))
-            stats["min"].append(_to_host(m.min()))
-            stats["max"].append(_to_host(m.max()))
+            stats["count"].append(to_host(m.count()).astype(np.int64))
+            stats["mean"].append(to_host(m.mean()))
+            stats["std"].append(to_host(m.std(ddof)))
+            stats["var"].append(to_host(m.var(ddof)))
+            stats["min"].append(to_host(m.min()))
+            stats["max"].append(to_host(m.max()))
         n_cols = len(self.columns)
         if self.by is None:
             index = pd.Index(list(self.columns), name="column")
