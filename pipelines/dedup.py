@@ -1,7 +1,12 @@
 """Consecutive-duplicate removal across partitions, per key.
 
-A row is dropped when its ``subset`` columns equal those of the previous row of the same key
-(DESIGN.md, "Consecutive dedup"). The previous row of a key may lie any number of partitions back,
+A row is dropped when its ``subset`` columns equal those of the previous row of the same key. The
+previous row of a key is the last earlier row, in row order (partition order, then position), whose
+``by`` values are all equal to the row's; missing key values (NaN, None, NaT, pd.NA) are equal to
+each other, so they form a key of their own. Missing values in ``subset`` equal each other when
+``nan_equal`` (the default); otherwise a row with a missing value is never a duplicate, nor is the
+row after it. The first row of each key is always kept. (``docs/semantics.md`` states the same for
+all steps.) The previous row of a key may lie any number of partitions back,
 so the partitions are linked by a *forward scan* (:func:`pipelines.partitions.scan_forward`) over
 small summaries:
 
@@ -30,6 +35,8 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
+from pipelines._checks import check_columns
+from pipelines._keys import as_list, key_codes, previous_positions
 from pipelines.errors import InputError
 from pipelines.partitions import from_partitions, scan_forward, to_partitions
 
@@ -99,25 +106,19 @@ def drop_consecutive_duplicates(
         raise InputError(f"dedup: expected a Dask DataFrame, got {type(df).__name__}")
 
     columns = list(df.columns)
-    keys = _as_list(by)
-    for key in keys:
-        if key not in columns:
-            raise InputError(f"dedup: unknown column {key!r} in by (columns: {columns})")
-    if time is not None and time not in columns and time != df.index.name:
-        raise InputError(
-            f"dedup: unknown time column {time!r} (neither a column nor the index name)"
-        )
+    keys = as_list(by)
+    check_columns("by", keys, columns, unique=False)
+    if time is not None:
+        check_columns("time", [time], [*columns, *([] if df.index.name is None else [df.index.name])])
     if subset is None:
         cols = [c for c in columns if c not in keys and c != time]
     else:
-        cols = list(dict.fromkeys(_as_list(subset)))
-        for col in cols:
-            if col not in columns:
-                raise InputError(f"dedup: unknown column {col!r} in subset (columns: {columns})")
+        cols = list(dict.fromkeys(as_list(subset)))
+        check_columns("subset", cols, columns)
     if not cols:
-        raise InputError("dedup: no columns to compare (subset is empty)")
+        raise InputError("subset: no columns to compare (subset is empty)")
     if not isinstance(nan_equal, (bool, np.bool_)):
-        raise InputError(f"dedup: nan_equal must be true or false, got {nan_equal!r}")
+        raise InputError(f"nan_equal: must be true or false, got {nan_equal!r}")
 
     needed = keys + [c for c in cols if c not in keys]
     for col in needed:
@@ -139,30 +140,11 @@ def drop_consecutive_duplicates(
 # per-partition kernels (plain pandas / NumPy)
 
 
-def _as_list(labels: Hashable | Sequence[Hashable] | None) -> list[Hashable]:
-    if labels is None:
-        return []
-    if isinstance(labels, (list, tuple, pd.Index)):
-        return list(labels)
-    return [labels]
-
-
-def _key_codes(frame: pd.DataFrame, keys: list[Hashable]) -> np.ndarray:
-    """One integer per row, equal for rows of the same key; all missing values are one key."""
-    codes = np.zeros(len(frame), dtype=np.int64)
-    for key in keys:
-        col_codes, _ = pd.factorize(frame[key], use_na_sentinel=False)
-        codes = codes * (int(col_codes.max(initial=0)) + 1) + col_codes
-        if len(keys) > 1:
-            codes, _ = pd.factorize(codes)  # keep the codes below len(frame)
-    return codes
-
-
 def _last_per_key(frame: pd.DataFrame, keys: list[Hashable]) -> np.ndarray:
     """The positions of the last row of each key, in row order."""
     if not keys:
         return np.arange(max(len(frame) - 1, 0), len(frame), dtype=np.intp)
-    codes = _key_codes(frame, keys)
+    codes, _ = key_codes([frame], keys)
     return np.flatnonzero(~pd.Series(codes).duplicated(keep="last").to_numpy())
 
 
@@ -181,22 +163,6 @@ def _merge_last_rows(carry: Any, last: Any, keys: list[Hashable]) -> Any:
         return last
     both = pd.concat([carry, last], ignore_index=True)
     return both.iloc[_last_per_key(both, keys)]
-
-
-def _previous_positions(codes: np.ndarray) -> np.ndarray:
-    """For each position, the position of the previous row with the same code, else -1."""
-    n = len(codes)
-    prev = np.full(n, -1, dtype=np.intp)
-    if n < 2:
-        return prev
-    ncodes = int(codes.max()) + 1
-    if ncodes <= np.iinfo(np.uint16).max:
-        codes = codes.astype(np.uint16)  # NumPy's stable sort is a radix sort for 16-bit ints
-    order = np.argsort(codes, kind="stable")
-    sorted_codes = codes[order]
-    same = sorted_codes[1:] == sorted_codes[:-1]
-    prev[order[1:][same]] = order[:-1][same]
-    return prev
 
 
 def _values(col: pd.Series) -> Any:
@@ -254,7 +220,7 @@ def _dedup_partition(
         frame = pd.concat([carry, part[needed]], ignore_index=True)
         offset = len(carry)
     if keys:
-        prev = _previous_positions(_key_codes(frame, keys))[offset:]
+        prev = previous_positions(*key_codes([frame], keys))[offset:]
     else:
         prev = np.arange(offset - 1, offset + n - 1, dtype=np.intp)
     has_prev = np.flatnonzero(prev >= 0)

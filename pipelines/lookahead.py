@@ -64,6 +64,8 @@ from pandas.api.types import (
     is_numeric_dtype,
 )
 
+from pipelines._checks import check_columns
+from pipelines._keys import as_list, key_codes, stable_order
 from pipelines.errors import InputError
 from pipelines.partitions import from_partitions, scan_backward, scan_forward, to_partitions
 
@@ -192,20 +194,11 @@ class _Summary:
 
 @dataclass
 class _State:
-    """The rows after a partition that its windows can reach (row order), and the input's end."""
+    """The rows after a partition that its windows can reach (row order)."""
 
     rows: pd.DataFrame | None = None  # None when nothing follows
     t: np.ndarray | None = None
     first_part: int | None = None  # the partition holding ``rows``' first row
-    end_t: int | None = None  # last time of everything after the partition
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    return [value]
 
 
 def _spec(
@@ -216,14 +209,10 @@ def _spec(
         raise TypeError(f"expected a dask DataFrame, got {type(df).__name__}")
     parsed = parse_horizon(horizon)
     meta = df._meta
-    keys = _as_list(by)
-    for name in keys:
-        if name not in meta.columns:
-            raise InputError(f"by: unknown column {name!r}")
-    if len(set(keys)) != len(keys):
-        raise InputError(f"by: a column is listed twice in {keys!r}")
-    if time is not None and time not in meta.columns:
-        raise InputError(f"time: unknown column {time!r}")
+    keys = as_list(by)
+    check_columns("by", keys, meta.columns)
+    if time is not None:
+        check_columns("time", [time], meta.columns)
     rows = span = unit = None
     time_name = "index" if time is None else f"time column {time!r}"
     if isinstance(parsed, int):
@@ -282,11 +271,7 @@ def _check_times(frame: pd.DataFrame, t: np.ndarray, spec: _Spec, part: int) -> 
     if back.size:
         i = int(back[0]) + 1
         values = _time_values(frame, spec)
-        raise InputError(
-            f"{spec.time_name} is not sorted: row {i} of partition {part} (index "
-            f"{frame.index[i]!r}) has time {_fmt(values, i)}, before {_fmt(values, i - 1)} of the "
-            "row before it; sort the input by time first (input option sort: true)"
-        )
+        raise _not_sorted(spec, frame, i, part, f"{_fmt(values, i - 1)} of the row before it")
 
 
 def _fmt(values: Any, i: int) -> str:
@@ -294,55 +279,41 @@ def _fmt(values: Any, i: int) -> str:
     return str(value)
 
 
+def _not_sorted(spec: _Spec, frame: pd.DataFrame, i: int, part: Any, before: str) -> InputError:
+    """The error for row ``i`` of ``frame`` (partition ``part``) being earlier than ``before``."""
+    return InputError(
+        f"{spec.time_name} is not sorted: row {i} of partition {part} (index "
+        f"{frame.index[i]!r}) has time {_fmt(_time_values(frame, spec), i)}, before {before}; "
+        "sort the input by time first (input option sort: true)"
+    )
+
+
+def _after_last_row(last_time: Any, last_part: Any, last_label: Any) -> str:
+    """``before`` of :func:`_not_sorted` for the last row of an earlier partition."""
+    return f"{last_time} of the last row of partition {last_part} (index {last_label!r})"
+
+
 def _check_boundary(
     spec: _Spec, last_time: Any, last_label: Any, last_part: int, state: _State
 ) -> None:
     """Raise when the first row after a partition is earlier than the partition's last row."""
-    raise InputError(
-        f"{spec.time_name} is not sorted: row 0 of partition {state.first_part} (index "
-        f"{state.rows.index[0]!r}) has time {_fmt(_time_values(state.rows, spec), 0)}, before "
-        f"{last_time} of the last row of partition {last_part} (index {last_label!r}); sort the "
-        "input by time first (input option sort: true)"
-    )
+    assert state.rows is not None
+    before = _after_last_row(last_time, last_part, last_label)
+    raise _not_sorted(spec, state.rows, 0, state.first_part, before)
 
-
-def _key_codes(frames: Sequence[pd.DataFrame], by: Sequence[Hashable]) -> tuple[np.ndarray, int]:
-    """Group codes (0..n_groups-1) of the rows of ``frames`` concatenated; NA is a key itself."""
-    codes: np.ndarray | None = None
-    n_groups = 1
-    for name in by:
-        parts = [f[name] for f in frames if len(f)]
-        column = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
-        col_codes, uniques = pd.factorize(column, use_na_sentinel=False)
-        if codes is None:
-            codes, n_groups = col_codes, len(uniques)
-        else:
-            codes, uniques = pd.factorize(codes * len(uniques) + col_codes)
-            n_groups = len(uniques)
-    assert codes is not None
-    return np.asarray(codes, dtype=np.int64), n_groups
-
-
-def _stable_order(codes: np.ndarray, n_groups: int) -> np.ndarray:
-    """Stable argsort of group codes (radix sort for up to 65,536 groups)."""
-    if n_groups <= 1 << 8:
-        codes = codes.astype(np.uint8)
-    elif n_groups <= 1 << 16:
-        codes = codes.astype(np.uint16)
-    return np.argsort(codes, kind="stable")
 
 
 def _first_per_key(frame: pd.DataFrame, k: int, by: Sequence[Hashable]) -> pd.DataFrame:
     """The first ``k`` rows of each key of ``frame``, in row order."""
     if not by:
         return frame.iloc[:k]
-    codes, n_groups = _key_codes([frame], by)
+    codes, n_groups = key_codes([frame], by)
     return frame.iloc[np.flatnonzero(_cumcount(codes, n_groups) < k)]
 
 
 def _cumcount(codes: np.ndarray, n_groups: int) -> np.ndarray:
     """Position of each row within its group (like ``groupby.cumcount``), vectorized."""
-    order = _stable_order(codes, n_groups)
+    order = stable_order(codes, n_groups)
     sorted_codes = codes[order]
     n = len(codes)
     first = np.ones(n, dtype=bool)
@@ -398,31 +369,23 @@ def _combine(summary: _Summary, state: _State, spec: _Spec) -> _State:
         t = np.concatenate([summary.t, state.t[:cut]])
     else:
         rows, t = summary.rows, summary.t
-    end_t = state.end_t if state.end_t is not None else summary.last_t
-    return _State(rows, t, summary.part, end_t)
+    return _State(rows, t, summary.part)
 
 
-def _future(frame: pd.DataFrame, state: _State, spec: _Spec, part: int) -> tuple[
-    pd.DataFrame | None, np.ndarray | None, np.ndarray | None, int | None
-]:
-    """Check partition ``part`` and pick the carried rows it needs.
-
-    Returns the future rows (or None), the partition's times, the future rows' times and the last
-    time of the whole input (time horizon).
-    """
+def _future(frame: pd.DataFrame, state: _State, spec: _Spec, part: int) -> pd.DataFrame | None:
+    """Check partition ``part`` and pick the carried rows it needs (None: no rows follow)."""
     if spec.rows is not None:
-        return state.rows, None, None, None
+        return state.rows
     t = _times(frame, spec)
     _check_times(frame, t, spec, part)
     last = int(t[-1])
     if state.rows is None:
-        return None, t, None, last
+        return None
     assert state.t is not None
     if last > state.t[0]:
         _check_boundary(spec, _fmt(_time_values(frame, spec), -1), frame.index[-1], part, state)
     cut = int(np.searchsorted(state.t, last + spec.span, side="right"))
-    rows = state.rows.iloc[:cut] if cut else None
-    return rows, t, state.t[:cut], state.end_t
+    return state.rows.iloc[:cut] if cut else None
 
 
 def _lookahead(
@@ -517,12 +480,8 @@ def _streaming_kernel(
     t_own = _times(frame, spec)
     _check_times(frame, t_own, spec, part)
     if len(frame) and pending.last_t is not None and t_own[0] < pending.last_t:
-        raise InputError(
-            f"{spec.time_name} is not sorted: row 0 of partition {part} (index "
-            f"{frame.index[0]!r}) has time {_fmt(_time_values(frame, spec), 0)}, before "
-            f"{pending.last_time} of the last row of partition {pending.last_part} (index "
-            f"{pending.last_label!r}); sort the input by time first (input option sort: true)"
-        )
+        before = _after_last_row(pending.last_time, pending.last_part, pending.last_label)
+        raise _not_sorted(spec, frame, 0, part, before)
     frames = [f for f in (pending.rows, frame) if f is not None and len(f)]
     new = [nm for row in names for nm in row]
     if not frames:
@@ -586,7 +545,7 @@ def _windows(
     In key-sorted order (stable, so row order within a key) each window is a contiguous range, and
     ``start`` and ``end`` are non-decreasing.
     """
-    order = None if codes is None or n_groups <= 1 else _stable_order(codes, n_groups)
+    order = None if codes is None or n_groups <= 1 else stable_order(codes, n_groups)
     if spec.rows is not None:
         start = np.arange(1, n + 1, dtype=np.int64)
         if order is None:
@@ -627,16 +586,13 @@ def _feature_kernel(
     names: tuple[tuple[str, ...], ...],
     partial_windows: bool,
 ) -> pd.DataFrame:
-    """Partition ``part`` with its feature columns added (backward scan: rows horizons)."""
+    """Partition ``part`` with its feature columns added (backward scan: rows horizons only)."""
     n_own = len(frame)
     if not n_own:
         return _with_columns(frame, {nm: np.empty(0) for row in names for nm in row})
-    future, t_own, t_future, end_t = _future(frame, state, spec, part)
+    future = _future(frame, state, spec, part)
     frames = [frame] if future is None else [frame, future]
-    t = None
-    if t_own is not None:
-        t = t_own if t_future is None else np.concatenate([t_own, t_future])
-    out = _feature_columns(frames, n_own, t, end_t, spec, columns, features, names, partial_windows)
+    out = _feature_columns(frames, n_own, None, None, spec, columns, features, names, partial_windows)
     return _with_columns(frame, out)
 
 
@@ -654,7 +610,7 @@ def _feature_columns(
     """The feature columns of the first ``n_own`` rows of ``frames`` (concatenated), whose
     windows all lie within ``frames``; ``t``: their times, ``end_t``: the input's last time."""
     if spec.by:
-        codes, n_groups = _key_codes(frames, spec.by)
+        codes, n_groups = key_codes(frames, spec.by)
     else:
         codes, n_groups = None, 1
     t_own = None if t is None else t[:n_own]
@@ -808,19 +764,16 @@ def future_features(
     3   b  30.0          NaN         0.0
     """
     meta = df._meta if isinstance(df, dd.DataFrame) else None
-    column_list = _as_list(columns)
-    feature_list = _as_list(features)
+    column_list = as_list(columns)
+    feature_list = as_list(features)
     if meta is not None:
         if not column_list:
             raise InputError("columns: at least one column is needed")
+        check_columns("columns", column_list, meta.columns)
         for column in column_list:
-            if column not in meta.columns:
-                raise InputError(f"columns: unknown column {column!r}")
             dtype = meta[column].dtype
             if not is_numeric_dtype(dtype) or is_complex_dtype(dtype):
                 raise InputError(f"column {column!r}: not numeric (dtype {dtype})")
-        if len(set(column_list)) != len(column_list):
-            raise InputError(f"columns: a column is listed twice in {column_list!r}")
     if not feature_list:
         raise InputError("features: at least one feature is needed")
     for feature in feature_list:
@@ -852,7 +805,7 @@ def _map_kernel(
     n_own = len(frame)
     if not n_own:
         return meta
-    future, *_ = _future(frame, state, spec, part)
+    future = _future(frame, state, spec, part)
     combined = frame if future is None else pd.concat([frame, future])
     result = func(combined, n_own)
     if len(result) != n_own:

@@ -253,12 +253,12 @@ def test_empty_and_pandas_input():
 @pytest.mark.parametrize(
     "kwargs,culprit",
     [
-        ({"subset": ["x", "nope"]}, "'nope'"),
-        ({"by": "nope"}, "'nope'"),
-        ({"by": ["k", "nope"]}, "'nope'"),
-        ({"time": "nope"}, "'nope'"),
-        ({"subset": []}, "subset"),
-        ({"by": "k", "time": "x"}, "subset"),
+        ({"subset": ["x", "nope"]}, r"^subset: unknown column 'nope' \(columns: k, x\)$"),
+        ({"by": "nope"}, r"^by: unknown column 'nope' \(columns: k, x\)$"),
+        ({"by": ["k", "nope"]}, r"^by: unknown column 'nope' \(columns: k, x\)$"),
+        ({"time": "nope"}, r"^time: unknown column 'nope' \(columns: k, x\)$"),
+        ({"subset": []}, r"^subset: no columns to compare"),
+        ({"by": "k", "time": "x"}, r"^subset: no columns to compare"),
     ],
 )
 def test_bad_input(kwargs, culprit):

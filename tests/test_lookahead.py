@@ -353,14 +353,14 @@ def ddf():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(horizon=3, columns="nope"), r"columns: unknown column 'nope'"),
+        (dict(horizon=3, columns="nope"), r"^columns: unknown column 'nope' \(columns: key, price, size\)$"),
         (dict(horizon=3, columns="key"), r"column 'key': not numeric \(dtype str\)"),
         (dict(horizon=3, columns="price", features="median"), r"unknown feature 'median'"),
         (dict(horizon=0, columns="price"), r"horizon 0 must be a positive row count"),
         (dict(horizon="-1s", columns="price"), r"must be a positive time span"),
         (dict(horizon="30x", columns="price"), r"'30x' is not a row count"),
-        (dict(horizon=3, columns="price", by="nope"), r"by: unknown column 'nope'"),
-        (dict(horizon="3s", columns="price", time="nope"), r"time: unknown column 'nope'"),
+        (dict(horizon=3, columns="price", by="nope"), r"^by: unknown column 'nope' \(columns: key, price, size\)$"),
+        (dict(horizon="3s", columns="price", time="nope"), r"^time: unknown column 'nope' \(columns: key, price, size\)$"),
         (dict(horizon="3s", columns="price", time="size"), r"'size' is not a datetime column"),
         (dict(horizon=3, columns="price", label="size_x"), None),
     ],
