@@ -180,6 +180,21 @@ class _Spec:
     keep: tuple[Hashable, ...] | None  # columns kept in the carried rows (None: all)
 
 
+@dataclass(frozen=True)
+class _Wanted:
+    """The features :func:`future_features` adds: ``names[i][j]`` is feature ``j`` of column
+    ``i``; ``partial``: compute incomplete windows too."""
+
+    columns: tuple[Hashable, ...]
+    features: tuple[str, ...]
+    names: tuple[tuple[str, ...], ...]
+    partial: bool
+
+    @property
+    def new_columns(self) -> list[str]:
+        return [nm for row in self.names for nm in row]
+
+
 @dataclass
 class _Summary:
     """What partition ``part`` contributes to the backward scan."""
@@ -465,10 +480,7 @@ def _streaming_kernel(
     spec: _Spec,
     part: int,
     last: bool,
-    columns: tuple[Hashable, ...],
-    features: tuple[str, ...],
-    names: tuple[tuple[str, ...], ...],
-    partial_windows: bool,
+    wanted: _Wanted,
 ) -> pd.DataFrame:
     """The rows whose windows end inside partition ``part``, with their features.
 
@@ -483,14 +495,13 @@ def _streaming_kernel(
         before = _after_last_row(pending.last_time, pending.last_part, pending.last_label)
         raise _not_sorted(spec, frame, 0, part, before)
     frames = [f for f in (pending.rows, frame) if f is not None and len(f)]
-    new = [nm for row in names for nm in row]
     if not frames:
-        return _with_columns(frame, {nm: np.empty(0) for nm in new})
+        return _with_columns(frame, {nm: np.empty(0) for nm in wanted.new_columns})
     t = t_own if pending.rows is None else np.concatenate([pending.t, t_own])
     end_t = int(t[-1])
     assert spec.span is not None
     n_emit = len(t) if last else int(np.searchsorted(t, end_t - spec.span, side="left"))
-    out = _feature_columns(frames, n_emit, t, end_t, spec, columns, features, names, partial_windows)
+    out = _feature_columns(frames, n_emit, t, end_t, spec, wanted)
     emitted = frames[0] if len(frames) == 1 else pd.concat(frames)
     return _with_columns(emitted.iloc[:n_emit], out)
 
@@ -581,19 +592,27 @@ def _feature_kernel(
     state: _State,
     spec: _Spec,
     part: int,
-    columns: tuple[Hashable, ...],
-    features: tuple[str, ...],
-    names: tuple[tuple[str, ...], ...],
-    partial_windows: bool,
+    wanted: _Wanted,
 ) -> pd.DataFrame:
     """Partition ``part`` with its feature columns added (backward scan: rows horizons only)."""
     n_own = len(frame)
     if not n_own:
-        return _with_columns(frame, {nm: np.empty(0) for row in names for nm in row})
+        return _with_columns(frame, {nm: np.empty(0) for nm in wanted.new_columns})
     future = _future(frame, state, spec, part)
     frames = [frame] if future is None else [frame, future]
-    out = _feature_columns(frames, n_own, None, None, spec, columns, features, names, partial_windows)
+    out = _feature_columns(frames, n_own, None, None, spec, wanted)
     return _with_columns(frame, out)
+
+
+@dataclass
+class _Windows:
+    """The windows of the own rows, in key-sorted order (see :func:`_windows`)."""
+
+    order: np.ndarray | None  # key-sorted order of all rows (None: row order)
+    start: np.ndarray  # window bounds [start, end) of every row, in that order
+    end: np.ndarray
+    own_sorted: np.ndarray  # where each own row sits in that order
+    complete: np.ndarray  # whether each own row's window is complete
 
 
 def _feature_columns(
@@ -602,10 +621,7 @@ def _feature_columns(
     t: np.ndarray | None,
     end_t: int | None,
     spec: _Spec,
-    columns: tuple[Hashable, ...],
-    features: tuple[str, ...],
-    names: tuple[tuple[str, ...], ...],
-    partial_windows: bool,
+    wanted: _Wanted,
 ) -> dict[str, np.ndarray]:
     """The feature columns of the first ``n_own`` rows of ``frames`` (concatenated), whose
     windows all lie within ``frames``; ``t``: their times, ``end_t``: the input's last time."""
@@ -613,58 +629,64 @@ def _feature_columns(
         codes, n_groups = key_codes(frames, spec.by)
     else:
         codes, n_groups = None, 1
-    t_own = None if t is None else t[:n_own]
     n = sum(len(f) for f in frames)
     order, start, end = _windows(n, codes, n_groups, t, spec)
-    inverse = None
     if order is not None:
         inverse = np.empty(n, dtype=np.int64)
         inverse[order] = np.arange(n)
         own_sorted = inverse[:n_own]  # where each own row sits in key-sorted order
     else:
         own_sorted = np.arange(n_own)
-    size = end - start
     if spec.rows is not None:
-        complete = size[own_sorted] == spec.rows
+        complete = (end - start)[own_sorted] == spec.rows
     else:
-        assert t_own is not None and end_t is not None
-        complete = t_own + spec.span <= end_t
-    blank = None if partial_windows or complete.all() else ~complete
+        assert t is not None and end_t is not None
+        complete = t[:n_own] + spec.span <= end_t
+    windows = _Windows(order, start, end, own_sorted, complete)
+    blank = None if wanted.partial or complete.all() else ~complete
     out: dict[str, np.ndarray] = {}
-    for column, column_names in zip(columns, names, strict=True):
+    for column, column_names in zip(wanted.columns, wanted.names, strict=True):
         values = _float_values(frames, column)
-        in_order = values if order is None else values[order]
-        own_values = values[:n_own]
-        computed: dict[str, np.ndarray] = {}
-        wanted = set(features)
-        if wanted & {"future", "change", "return"}:
-            if spec.rows is not None:
-                last = np.where(complete, end[own_sorted] - 1, 0)
-                fut = np.where(complete, in_order[last], np.nan)
-            else:
-                own_start, own_end = start[own_sorted], end[own_sorted]
-                fut = np.where(own_end > own_start, in_order[np.maximum(own_end - 1, 0)],
-                               own_values)
-            computed["future"] = fut
-            with np.errstate(divide="ignore", invalid="ignore"):
-                computed["change"] = fut - own_values
-                computed["return"] = fut / own_values - 1
-        if "count" in wanted:
-            valid = np.concatenate([[0], np.cumsum(~np.isnan(in_order))])
-            computed["count"] = (valid[end] - valid[start])[own_sorted].astype(np.float64)
-        if wanted & set(_ROLLING):
-            series = pd.Series(in_order, copy=False)
-            bounds = _Bounds(start, end)
-            for feature in _ROLLING:
-                if feature in wanted:
-                    rolling = series.rolling(bounds, min_periods=0 if feature == "sum" else 1)
-                    computed[feature] = getattr(rolling, feature)().to_numpy()[own_sorted]
-        for feature, nm in zip(features, column_names, strict=True):
+        computed = _column_features(values, n_own, windows, spec, wanted.features)
+        for feature, nm in zip(wanted.features, column_names, strict=True):
             result = np.array(computed[feature], dtype=np.float64)
             if blank is not None:
                 result[blank] = np.nan
             out[nm] = result
     return out
+
+
+def _column_features(
+    values: np.ndarray, n_own: int, w: _Windows, spec: _Spec, features: tuple[str, ...]
+) -> dict[str, np.ndarray]:
+    """``features`` of one column (``values`` of all rows, in row order) for the own rows."""
+    in_order = values if w.order is None else values[w.order]
+    own_values = values[:n_own]
+    start, end, own_sorted = w.start, w.end, w.own_sorted
+    computed: dict[str, np.ndarray] = {}
+    wanted = set(features)
+    if wanted & {"future", "change", "return"}:
+        if spec.rows is not None:
+            last = np.where(w.complete, end[own_sorted] - 1, 0)
+            fut = np.where(w.complete, in_order[last], np.nan)
+        else:
+            own_start, own_end = start[own_sorted], end[own_sorted]
+            fut = np.where(own_end > own_start, in_order[np.maximum(own_end - 1, 0)], own_values)
+        computed["future"] = fut
+        with np.errstate(divide="ignore", invalid="ignore"):
+            computed["change"] = fut - own_values
+            computed["return"] = fut / own_values - 1
+    if "count" in wanted:
+        valid = np.concatenate([[0], np.cumsum(~np.isnan(in_order))])
+        computed["count"] = (valid[end] - valid[start])[own_sorted].astype(np.float64)
+    if wanted & set(_ROLLING):
+        series = pd.Series(in_order, copy=False)
+        bounds = _Bounds(start, end)
+        for feature in _ROLLING:
+            if feature in wanted:
+                rolling = series.rolling(bounds, min_periods=0 if feature == "sum" else 1)
+                computed[feature] = getattr(rolling, feature)().to_numpy()[own_sorted]
+    return computed
 
 
 def _with_columns(frame: pd.DataFrame, new: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -791,7 +813,7 @@ def future_features(
         if name in meta.columns:
             raise InputError(f"column {name!r} already exists; pass another `label`")
     out_meta = _with_columns(meta, {nm: np.empty(0) for row in names for nm in row})
-    kernel_args = (tuple(column_list), tuple(feature_list), names, bool(partial))
+    kernel_args = (_Wanted(tuple(column_list), tuple(feature_list), names, bool(partial)),)
     if spec.span is not None:  # time horizon: stream forwards
         spec = replace(spec, keep=None)  # emitted rows carry all their columns
         return _lookahead_streaming(df, spec, out_meta, kernel_args)
