@@ -1,7 +1,8 @@
 """Plain-pandas reference implementations, written for clarity (row by row), not for speed.
 
-Tests compare the Dask steps against these on small frames. They follow the "Semantics" section
-of DESIGN.md word for word and share no code with ``pipelines``.
+Tests compare the Dask steps against these on small frames. They follow the semantics stated in
+the steps' module docstrings (``pipelines.lookahead``, ``pipelines.dedup``, ``pipelines.summary``;
+``docs/semantics.md`` collects them) word for word and share no code with ``pipelines``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,12 @@ def reference_future_features(
     partial: bool = False,
     label: str | None = None,
 ) -> pd.DataFrame:
-    """``pdf`` with the lookahead feature columns of DESIGN.md added, one row at a time.
+    """``pdf`` with the lookahead feature columns added, one row at a time.
+
+    Row *i*'s window holds the rows *j* of its key with, for a rows horizon *k*, the next *k* rows
+    of the key after *i*, and for a time horizon *T*, ``t_i < t_j <= t_i + T``. It is incomplete
+    when fewer than *k* rows follow, or when ``t_i + T`` is after the last time of the whole input;
+    then every feature is NaN unless ``partial``.
 
     ``horizon`` is an int (rows) or a fixed time span; the times (``time`` column, else the index)
     must be sorted.
@@ -94,3 +100,62 @@ def reference_future_features(
                 out[f"{c}_{f}_{label}"].append(float(value))
 
     return pdf.assign(**{name: np.array(vals, dtype="float64") for name, vals in out.items()})
+
+
+def _missing(value) -> bool:
+    return value is None or value is pd.NA or value is pd.NaT or (
+        isinstance(value, float) and value != value
+    ) or (isinstance(value, (np.datetime64, np.timedelta64)) and np.isnat(value))
+
+
+def _same(a, b, nan_equal: bool) -> bool:
+    if _missing(a) and _missing(b):
+        return nan_equal
+    if _missing(a) or _missing(b):
+        return False
+    return bool(a == b)
+
+
+def reference_drop_consecutive_duplicates(
+    pdf: pd.DataFrame, subset=None, by=None, nan_equal: bool = True, time=None
+) -> pd.DataFrame:
+    """Drop a row when its subset values equal those of the previous row of its key."""
+    keys = _names(by)
+    if subset is None:
+        cols = [c for c in pdf.columns if c not in keys and c != time]
+    else:
+        cols = _names(subset)
+    key_values = [pdf[k].tolist() for k in keys]
+    col_values = [pdf[c].tolist() for c in cols]
+    previous: dict[tuple, list] = {}  # key -> subset values of the key's last row so far
+    keep = []
+    for i in range(len(pdf)):
+        key = tuple(_MISSING if _missing(v[i]) else v[i] for v in key_values)
+        values = [v[i] for v in col_values]
+        duplicate = key in previous and all(
+            _same(a, b, nan_equal) for a, b in zip(values, previous[key])
+        )
+        keep.append(not duplicate)
+        previous[key] = values
+    return pdf[np.array(keep, dtype=bool)]
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+
+
+def reference_summarize(pdf: pd.DataFrame, columns, by=None, ddof: int = 1) -> pd.DataFrame:
+    """count, mean, std, var, min, max per column (and key, missing keys a key of their own)."""
+    stats = ["count", "mean", "std", "var", "min", "max"]
+    keys = _names(by)
+    rows = []
+    for column in _names(columns):
+        values = pdf[column].astype("float64")
+        groups = [((), values)] if not keys else values.groupby(
+            [pdf[k] for k in keys], dropna=False, sort=True)
+        for key, group in groups:
+            key = key if isinstance(key, tuple) else (key,)
+            rows.append((*key, column, group.count(), group.mean(), group.std(ddof=ddof),
+                         group.var(ddof=ddof), group.min(), group.max()))
+    frame = pd.DataFrame(rows, columns=[*keys, "column", *stats])
+    return frame.set_index([*keys, "column"]).sort_index(level=list(range(len(keys))), sort_remaining=False)

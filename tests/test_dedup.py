@@ -14,50 +14,10 @@ from hypothesis import strategies as st
 from pipelines.dedup import drop_consecutive_duplicates
 from pipelines.errors import InputError
 
-# ----------------------------------------------------------------------------------------------
-# the reference: one row at a time, written for clarity
-
-_MISSING_KEY = object()
-
-
-def _missing(value) -> bool:
-    return value is None or value is pd.NA or value is pd.NaT or (
-        isinstance(value, float) and value != value
-    ) or (isinstance(value, (np.datetime64, np.timedelta64)) and np.isnat(value))
-
-
-def _same(a, b, nan_equal: bool) -> bool:
-    if _missing(a) and _missing(b):
-        return nan_equal
-    if _missing(a) or _missing(b):
-        return False
-    return bool(a == b)
-
-
-def reference(pdf, subset=None, by=None, nan_equal=True, time=None) -> pd.DataFrame:
-    """Drop a row when its subset values equal those of the previous row of its key."""
-    keys = [] if by is None else ([by] if isinstance(by, str) else list(by))
-    if subset is None:
-        cols = [c for c in pdf.columns if c not in keys and c != time]
-    else:
-        cols = [subset] if isinstance(subset, str) else list(subset)
-    key_values = [pdf[k].tolist() for k in keys]
-    col_values = [pdf[c].tolist() for c in cols]
-    previous: dict[tuple, list] = {}  # key -> subset values of the key's last row so far
-    keep = []
-    for i in range(len(pdf)):
-        key = tuple(_MISSING_KEY if _missing(v[i]) else v[i] for v in key_values)
-        values = [v[i] for v in col_values]
-        duplicate = key in previous and all(
-            _same(a, b, nan_equal) for a, b in zip(values, previous[key])
-        )
-        keep.append(not duplicate)
-        previous[key] = values
-    return pdf[np.array(keep, dtype=bool)]
-
-
-# ----------------------------------------------------------------------------------------------
-# helpers
+try:
+    from reference import reference_drop_consecutive_duplicates as reference
+except ImportError:  # tests/ collected as a package
+    from tests.reference import reference_drop_consecutive_duplicates as reference
 
 
 @pytest.fixture(autouse=True)
