@@ -16,10 +16,11 @@ can reach:
 
 - rows horizon *k*: the summary of partition *q* is the first *k* rows of each key in *q*; the
   state after *p* is the first *k* rows of each key of ``concat(summary[p+1], state[p+1])``.
-- time horizon *T*: the summary of *q* is its rows with ``t <= first_t(q) + T`` (and its last time);
-  the state after *p* is the rows of ``concat(summary[p+1].rows, state[p+1].rows)`` with
-  ``t <= t0 + T``, ``t0`` the first time after *p*, plus the last time of the whole input (for
-  incomplete windows). As ``last_t(p) <= t0``, it holds every row a window of *p* can reach.
+- time horizon *T* (:func:`map_lookahead` only): the summary of *q* is its rows with
+  ``t <= first_t(q) + T`` (and its last time, to check the order across partitions); the state
+  after *p* is the rows of ``concat(summary[p+1].rows, state[p+1].rows)`` with ``t <= t0 + T``,
+  ``t0`` the first time after *p*. As ``last_t(p) <= t0``, it holds every row a window of *p* can
+  reach.
 
 Each partition is then computed on its own rows followed by that state, and only its own rows are
 returned (:func:`map_lookahead`, and :func:`future_features` with a rows horizon; divisions kept).
@@ -315,7 +316,6 @@ def _check_boundary(
     assert state.rows is not None
     before = _after_last_row(last_time, last_part, last_label)
     raise _not_sorted(spec, state.rows, 0, state.first_part, before)
-
 
 
 def _first_per_key(frame: pd.DataFrame, k: int, by: Sequence[Hashable]) -> pd.DataFrame:

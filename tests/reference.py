@@ -78,28 +78,35 @@ def reference_future_features(
             complete = times[i] + span <= last_time
 
         for c in columns:
-            own = values[c][i]
-            in_window = pd.Series(values[c][window], dtype="float64")
-            if by_rows:
-                future = values[c][window[-1]] if complete else np.nan
-            else:
-                future = values[c][window[-1]] if window else own
-            with np.errstate(divide="ignore", invalid="ignore"):
-                result = {
-                    "future": future,
-                    "change": np.float64(future) - own,
-                    "return": np.float64(future) / own - 1,
-                    "max": in_window.max(),
-                    "min": in_window.min(),
-                    "mean": in_window.mean(),
-                    "sum": in_window.sum(),
-                    "count": in_window.count(),
-                }
+            result = _features_of_row(values[c], i, window, complete, by_rows)
             for f in features:
                 value = result[f] if (complete or partial) else np.nan
                 out[f"{c}_{f}_{label}"].append(float(value))
 
     return pdf.assign(**{name: np.array(vals, dtype="float64") for name, vals in out.items()})
+
+
+def _features_of_row(
+    values: np.ndarray, i: int, window: list[int], complete: bool, by_rows: bool
+) -> dict[str, float]:
+    """Every feature of row ``i`` over the rows ``window`` (positions in ``values``)."""
+    own = values[i]
+    in_window = pd.Series(values[window], dtype="float64")
+    if by_rows:
+        future = values[window[-1]] if complete else np.nan
+    else:
+        future = values[window[-1]] if window else own
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {
+            "future": future,
+            "change": np.float64(future) - own,
+            "return": np.float64(future) / own - 1,
+            "max": in_window.max(),
+            "min": in_window.min(),
+            "mean": in_window.mean(),
+            "sum": in_window.sum(),
+            "count": in_window.count(),
+        }
 
 
 def _missing(value) -> bool:
