@@ -1,7 +1,8 @@
 """``dask-flows``: run, validate and list flows from the command line.
 
 Exit codes: 0 success, 2 bad input (config, data, paths: one line naming the culprit, no
-traceback), 1 any other failure (one line; ``--traceback`` shows the rest), 130 interrupted.
+traceback), 1 any other failure (one line; ``--traceback`` shows the rest), 130 interrupted
+(``docs/semantics.md``, "Errors and exit codes").
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The same file list is read (a lazy Dask DataFrame) and fingerprinted (to refuse 
 input into a summary state twice), so a file the reader skips (hidden: a name starting with ``.``
 or ``_``; another suffix) never changes the fingerprint. Sources fail early, with one line naming
 the config key and the file or column, when an input matches no files, lacks a column or has a
-time column that is not a time.
+time column that is not a time. Row order and fingerprints: ``docs/semantics.md``.
 """
 
 from __future__ import annotations
