@@ -2,7 +2,8 @@
 
 - :mod:`flows.config` -- pydantic models of a YAML run config
 - :mod:`flows.cluster` -- LocalCluster | existing scheduler | LocalCUDACluster
-- :mod:`flows.io` -- table sources and atomic sinks; :mod:`flows.matrices` -- matrix sources
+- :mod:`flows.registry` -- the steps (:mod:`flows.steps`) and flows there are
+- :mod:`flows.sources` -- table inputs; :mod:`flows.io` -- atomic sinks; :mod:`flows.matrices` -- matrix sources
 - :mod:`flows.table`, :mod:`flows.compare` -- the two flows
 - :mod:`flows.runner` -- :func:`run`, used by the CLI (:mod:`flows.cli`) and notebooks
 - :mod:`flows.report` -- what a run did

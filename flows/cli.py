@@ -1,7 +1,8 @@
 """``dask-flows``: run, validate and list flows from the command line.
 
 Exit codes: 0 success, 2 bad input (config, data, paths: one line naming the culprit, no
-traceback), 1 any other failure (one line; ``--traceback`` shows the rest), 130 interrupted.
+traceback), 1 any other failure (one line; ``--traceback`` shows the rest), 130 interrupted
+(``docs/semantics.md``, "Errors and exit codes").
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from typing import Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel
 
 from flows import config as config_module
+from flows import registry
 from pipelines.errors import InputError
-from pipelines.lookahead import FEATURES
 
 EPILOG = """examples:
   dask-flows run configs/quickstart.yaml
@@ -71,41 +72,33 @@ def _fields(model: type[BaseModel], indent: str = "    ") -> list[str]:
         if name == "format":
             continue
         default = "required" if info.is_required() else f"default {info.get_default(call_default_factory=True)!r}"
-        lines.append(f"{indent}{name}: {_kind(info.annotation)} ({default})")
+        note = f"; {info.description}" if info.description else ""
+        lines.append(f"{indent}{name}: {_kind(info.annotation)} ({default}{note})")
     return lines
 
 
+def _formats(title: str, models: Sequence[type[BaseModel]]) -> list[str]:
+    """An input section: each ``format:`` and its fields."""
+    out = [title]
+    for model in models:
+        out.append(f"  {get_args(model.model_fields['format'].annotation)[0]}:")
+        out += _fields(model)
+    return out
+
+
 def list_text() -> str:
-    """What ``dask-flows list`` prints: flows, inputs and steps with parameters and defaults."""
+    """What ``dask-flows list`` prints: flows, inputs and steps (from the registries), parameters, defaults."""
     c = config_module
-    out = ["flows:", "  table: input -> steps -> output (+ summary)", "  compare: matrices -> all-against-all grid -> zarr", ""]
-    out.append("table inputs (input.format):")
-    for model in (c.ParquetInput, c.CsvInput, c.SyntheticTicks):
-        out.append(f"  {model.model_fields['format'].annotation.__args__[0]}:")
-        out += _fields(model)
-    out.append("")
-    out.append("table steps (steps: [- NAME: {params}]):")
-    for name, params in (("dedup", c.DedupParams), ("lookahead", c.LookaheadParams), ("map", c.MapParams)):
-        doc = (params.__doc__ or "").strip().splitlines()[0].split(": ", 1)[-1]
-        out.append(f"  {name}: {doc}")
-        out += _fields(params)
-        if name == "lookahead":
-            out.append(f"    (features: any of {', '.join(FEATURES)})")
-    out.append("")
-    out.append("summary: (table flows)")
-    out += _fields(c.SummaryConfig, "  ")
-    out.append("")
-    out.append("compare inputs (input.format):")
-    for model in (c.NpyFolderInput, c.NpzInput, c.ZarrInput, c.SyntheticMatrices):
-        out.append(f"  {model.model_fields['format'].annotation.__args__[0]}:")
-        out += _fields(model)
-    out.append("compare: (compare flows)")
-    out += _fields(c.CompareOptions, "  ")
-    out.append("")
-    out.append("cluster:")
-    out += _fields(c.ClusterConfig, "  ")
-    out.append("output:")
-    out += _fields(c.OutputConfig, "  ")
+    out = ["flows:", *(f"  {name}: {spec.description}" for name, spec in registry.flows().items()), ""]
+    out += _formats("table inputs (input.format):", (c.ParquetInput, c.CsvInput, c.SyntheticTicks))
+    out += ["", "table steps (steps: [- NAME: {params}]):"]
+    for name, spec in registry.steps().items():
+        out.append(f"  {name}: {spec.description}")
+        out += _fields(spec.params)
+    out += ["", "summary: (table flows)", *_fields(c.SummaryConfig, "  "), ""]
+    out += _formats("compare inputs (input.format):", (c.NpyFolderInput, c.NpzInput, c.ZarrInput, c.SyntheticMatrices))
+    out += ["compare: (compare flows)", *_fields(c.CompareOptions, "  "), ""]
+    out += ["cluster:", *_fields(c.ClusterConfig, "  "), "output:", *_fields(c.OutputConfig, "  ")]
     return "\n".join(out)
 
 

@@ -1,7 +1,7 @@
 """Pydantic models of a YAML run config, and the loading that turns mistakes into one-line errors.
 
-A config names a flow (``table`` or ``compare``), the cluster it runs on, its input, its steps and
-its output. Unknown keys are refused everywhere. Every problem is reported as
+A config names a flow (``table``, ``compare`` or any flow of :mod:`flows.registry`), the cluster it
+runs on, its input, its steps and its output. Unknown keys are refused everywhere. Every problem is reported as
 ``path.to.key: what is wrong``, e.g. ``steps[1].lookahead.horizon: '30x' is not a row count or a
 time span like '30s'``.
 
@@ -25,19 +25,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Discriminator,
-    Field,
-    Tag,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from pipelines.errors import InputError
-from pipelines.lookahead import FEATURES, parse_horizon
 
 
 class ConfigError(InputError):
@@ -120,91 +111,28 @@ TableInput = Annotated[ParquetInput | CsvInput | SyntheticTicks, Field(discrimin
 
 
 # ----------------------------------------------------------------------------------------------
-# table steps
-class DedupParams(Strict):
-    """``dedup``: drop a row equal to the previous row of its key (see pipelines.dedup)."""
+# table steps: each a {name: params} model from the step registry (flows.registry, flows.steps)
+def _validate_step(value: Any) -> BaseModel:
+    """One item of ``steps:``: ``{name: params}`` of a registered step, validated by its model."""
+    from flows.registry import steps
 
-    subset: list[str] | None = None
-    by: Columns | None = None
-    nan_equal: bool = True
-
-
-class LookaheadParams(Strict):
-    """``lookahead``: future-aware features over a rows or time horizon (see pipelines.lookahead)."""
-
-    horizon: int | str
-    columns: list[str] = Field(min_length=1)
-    features: list[str] = ["change"]
-    by: Columns | None = None
-    partial: bool = False
-    label: str | None = None
-
-    @field_validator("horizon")
-    @classmethod
-    def _horizon(cls, value: int | str) -> int | str:
-        parse_horizon(value)  # raises InputError with the message we want
+    registered = steps()
+    if isinstance(value, BaseModel) and any(type(value) is s.model for s in registered.values()):
         return value
-
-    @field_validator("features")
-    @classmethod
-    def _features(cls, value: list[str]) -> list[str]:
-        unknown = [f for f in value if f not in FEATURES]
-        if unknown:
-            raise ValueError(f"unknown feature {unknown[0]!r} (known: {', '.join(FEATURES)})")
-        return value
+    if not (isinstance(value, dict) and len(value) == 1 and next(iter(value)) in registered):
+        raise PydanticCustomError(
+            "unknown_step",
+            f"not a step: use one of {', '.join(registered)} as the single key of each step",
+        )
+    return registered[next(iter(value))].model.model_validate(value)
 
 
-class MapParams(Strict):
-    """``map``: apply ``module:function`` to every partition (the "parallelize apply" step)."""
-
-    function: str
-    kwargs: dict[str, Any] = {}
-    meta: dict[str, str] | None = None
-
-    @field_validator("function")
-    @classmethod
-    def _function(cls, value: str) -> str:
-        module, _, name = value.partition(":")
-        if not module or not name:
-            raise ValueError(f"{value!r} is not of the form 'module:function'")
-        return value
+Step = Annotated[Any, PlainValidator(_validate_step)]
 
 
-class DedupStep(Strict):
-    dedup: DedupParams = DedupParams()
-
-
-class LookaheadStep(Strict):
-    lookahead: LookaheadParams
-
-
-class MapStep(Strict):
-    map: MapParams
-
-
-STEP_MODELS: dict[str, type[Strict]] = {"dedup": DedupStep, "lookahead": LookaheadStep, "map": MapStep}
-
-
-def _step_name(value: Any) -> str | None:
-    if isinstance(value, dict) and len(value) == 1:
-        name = next(iter(value))
-        return name if name in STEP_MODELS else None
-    if isinstance(value, BaseModel):
-        return next(iter(type(value).model_fields))
-    return None
-
-
-Step = Annotated[
-    Annotated[DedupStep, Tag("dedup")]
-    | Annotated[LookaheadStep, Tag("lookahead")]
-    | Annotated[MapStep, Tag("map")],
-    Discriminator(
-        _step_name,
-        custom_error_type="unknown_step",
-        custom_error_message=f"not a step: use one of {', '.join(STEP_MODELS)} "
-        "as the single key of each step",
-    ),
-]
+def step_name(step: BaseModel) -> str:
+    """The name of a validated step: its single key."""
+    return next(iter(type(step).model_fields))
 
 
 class SummaryConfig(Strict):
@@ -293,8 +221,7 @@ class CompareFlowConfig(Strict):
     output: OutputConfig
 
 
-RunConfig = Annotated[TableFlowConfig | CompareFlowConfig, Field(discriminator="flow")]
-FLOWS: dict[str, type[Strict]] = {"table": TableFlowConfig, "compare": CompareFlowConfig}
+FlowConfig = BaseModel  # a validated config: one of the registered flows' models (flows.registry)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -304,10 +231,13 @@ def _location(loc: tuple[Any, ...]) -> str:
 
     Pydantic puts union tags into locations; they repeat the key that follows, so they go.
     """
+    from flows.registry import flows
+
+    flow_names = set(flows())
     parts: list[str] = []
     previous: Any = None
     for item in loc:
-        if item in ("table", "compare") and not parts:
+        if not parts and item in flow_names:
             continue  # the flow discriminator's tag
         if isinstance(item, str) and item.startswith("function-"):
             continue
@@ -353,17 +283,26 @@ def format_validation_error(error: ValidationError, source: str = "<config>") ->
     return f"{source}: {items}"
 
 
-def parse_config(raw: Any, source: str = "<config>") -> TableFlowConfig | CompareFlowConfig:
-    """Validate a config mapping into its flow's model, or raise :class:`ConfigError`."""
-    if isinstance(raw, (TableFlowConfig, CompareFlowConfig)):
+def _is_flow_config(value: Any) -> bool:
+    from flows.registry import flows
+
+    return isinstance(value, tuple(spec.config for spec in flows().values()))
+
+
+def parse_config(raw: Any, source: str = "<config>") -> FlowConfig:
+    """Validate a config mapping into its flow's model (see flows.registry), or raise :class:`ConfigError`."""
+    from flows.registry import flows
+
+    if _is_flow_config(raw):
         return raw
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: a run config is a mapping with a 'flow:' key, got {type(raw).__name__}")
     flow = raw.get("flow")
-    if flow not in FLOWS:
-        raise ConfigError(f"{source}: flow: {flow!r} is not one of {sorted(FLOWS)}")
+    registered = flows()
+    if flow not in registered:
+        raise ConfigError(f"{source}: flow: {flow!r} is not one of {sorted(registered)}")
     try:
-        return FLOWS[flow].model_validate(raw)
+        return registered[flow].config.model_validate(raw)
     except ValidationError as error:
         raise ConfigError(format_validation_error(error, source)) from None
 
@@ -431,11 +370,11 @@ def _split_override(text: str) -> tuple[str, Any]:
 
 
 def load_config(
-    config: str | os.PathLike[str] | dict[str, Any] | TableFlowConfig | CompareFlowConfig,
+    config: str | os.PathLike[str] | dict[str, Any] | FlowConfig,
     overrides: list[str] | dict[str, Any] | None = None,
-) -> TableFlowConfig | CompareFlowConfig:
+) -> FlowConfig:
     """A validated config from a YAML path, a mapping or a model, with overrides applied."""
-    if isinstance(config, (TableFlowConfig, CompareFlowConfig)):
+    if _is_flow_config(config):
         if not overrides:
             return config
         raw, source = config.model_dump(mode="python", exclude_unset=True), "<config>"

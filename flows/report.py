@@ -75,15 +75,7 @@ class RunResult:
     def __repr__(self) -> str:
         if self.dry_run:
             return f"dry run of the {self.flow} flow: nothing computed\n{self.graph}"
-        lines = [f"{self.flow} flow on {self.scheduler}: {self.wall_seconds:.2f} s wall"]
-        if self.steps:
-            lines.append(self.table().to_string(index=False))
-        if self.compare is not None:
-            lines.append(repr(self.compare))
-        if self.summary is not None:
-            lines.append(f"summary: {len(self.summary)} rows" + (f", state {self.summary_state}" if self.summary_state else ""))
-            if len(self.summary) <= 40:
-                lines.append(self.summary.to_string(float_format=lambda x: f"{x:.6g}"))
+        lines = [f"{self.flow} flow on {self.scheduler}: {self.wall_seconds:.2f} s wall", *self._sections(False)]
         lines.append(f"output: {self.output}" if self.output else "output: none")
         return "\n".join(lines)
 
@@ -91,15 +83,27 @@ class RunResult:
         title = f"<b>{html.escape(self.flow)} flow</b> on <code>{html.escape(self.scheduler)}</code>"
         if self.dry_run:
             return f"{title}: dry run<pre>{html.escape(self.graph)}</pre>"
-        parts = [f"{title}: {self.wall_seconds:.2f} s wall"]
-        if self.steps:
-            parts.append(self.table().to_html(index=False))
-        if self.compare is not None:
-            parts.append(f"<pre>{html.escape(repr(self.compare))}</pre>")
-        if self.summary is not None:
-            parts.append("<b>summary</b>" + self.summary.to_html(float_format=lambda x: f"{x:.6g}"))
+        parts = [f"{title}: {self.wall_seconds:.2f} s wall", *self._sections(True)]
         parts.append(f"output: <code>{html.escape(str(self.output))}</code>")
         return "<div>" + "\n".join(parts) + "</div>"
+
+    def _sections(self, as_html: bool) -> list[str]:
+        """The step table, the compare handle and the summary, as text or HTML."""
+        number = lambda x: f"{x:.6g}"  # noqa: E731
+        sections = []
+        if self.steps:
+            table = self.table()
+            sections.append(table.to_html(index=False) if as_html else table.to_string(index=False))
+        if self.compare is not None:
+            sections.append(f"<pre>{html.escape(repr(self.compare))}</pre>" if as_html else repr(self.compare))
+        if self.summary is not None and as_html:
+            sections.append("<b>summary</b>" + self.summary.to_html(float_format=number))
+        elif self.summary is not None:
+            state = f", state {self.summary_state}" if self.summary_state else ""
+            sections.append(f"summary: {len(self.summary)} rows{state}")
+            if len(self.summary) <= 40:
+                sections.append(self.summary.to_string(float_format=number))
+        return sections
 
 
 def compute_seconds(task: Mapping[str, Any]) -> float:

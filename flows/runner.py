@@ -1,5 +1,8 @@
 """``flows.run``: load a config, get a cluster, run its flow, close what was opened.
 
+The flow comes from the flow registry (:mod:`flows.registry`): its ``plan`` runs before any
+cluster starts (and is all a dry run does), its ``run`` on the cluster.
+
 The CLI and notebooks both come through :func:`run`.
 """
 
@@ -7,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
-import json
 import os
 import time
 from concurrent.futures import CancelledError
@@ -18,54 +19,37 @@ import fsspec
 from distributed import Client, performance_report
 
 from flows.cluster import open_client
-from flows.config import CompareFlowConfig, TableFlowConfig, load_config
+from flows.config import FlowConfig, load_config
+from flows.registry import flows
 from flows.report import RunResult
 from pipelines.errors import InputError
-
-
-def input_fingerprint(config: TableFlowConfig) -> dict[str, str]:
-    """Identify a table flow's input: its path and a hash of its files' names, sizes and times.
-
-    Synthetic inputs are identified by their settings.
-    """
-    source = config.input
-    if source.format == "synthetic":
-        settings = source.model_dump(mode="json")
-        digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
-        return {"path": "synthetic", "fingerprint": digest[:32]}
-    paths = [source.path] if isinstance(source.path, str) else source.path
-    entries = []
-    for item in paths:
-        fs, _, found = fsspec.get_fs_token_paths(item, storage_options=source.storage_options)
-        for p in found:
-            for f in sorted(fs.find(p) if fs.isdir(p) else [p]):
-                info = fs.info(f)
-                entries.append((f, info.get("size"), str(info.get("mtime", info.get("LastModified", "")))))
-    digest = hashlib.sha256(json.dumps(entries, default=str).encode()).hexdigest()
-    return {"path": ",".join(paths), "fingerprint": digest[:32]}
 
 
 class SchedulerLostError(RuntimeError):
     """The scheduler went away during a run; nothing was published."""
 
 
-def preflight(config: TableFlowConfig | CompareFlowConfig) -> None:
-    """Cheap checks before any cluster starts: the input exists, the output may be written."""
-    from flows.io import check_target, expand_paths
+def preflight(config: FlowConfig) -> None:
+    """Cheap checks before any cluster starts: the output may be written, the input path exists.
+
+    A table input's files are listed (and checked) once, by :class:`flows.sources.TableSource`
+    when the flow is planned.
+    """
+    from flows.io import check_target
 
     source = config.input
-    if source.format in ("parquet", "csv"):
-        expand_paths(source.path, source.storage_options, f".{source.format}")
-    elif source.format != "synthetic" and not fsspec.get_fs_token_paths(source.path)[0].exists(source.path):
-        raise InputError(f"input.path: {source.path}: not found")
-    output = config.output
+    path = getattr(source, "path", None)
+    table_files = source.format in ("parquet", "csv")
+    if path is not None and not table_files and not fsspec.get_fs_token_paths(path)[0].exists(path):
+        raise InputError(f"input.path: {path}: not found")
+    output = getattr(config, "output", None)
     if output is not None:
         fs, _, (target,) = fsspec.get_fs_token_paths(output.path, storage_options=output.storage_options)
         check_target(fs, target, output.overwrite, "output.path")
 
 
 def run(
-    config: str | os.PathLike[str] | dict[str, Any] | TableFlowConfig | CompareFlowConfig,
+    config: str | os.PathLike[str] | dict[str, Any] | FlowConfig,
     client: Client | None = None,
     overrides: list[str] | dict[str, Any] | None = None,
     *,
@@ -108,22 +92,11 @@ def run(
             from distributed import default_client
 
             client = default_client()
-    if isinstance(cfg, TableFlowConfig):
-        from flows.table import plan_table, run_table
-
-        plan = plan_table(cfg)  # lazy: metadata only, before any cluster starts
-        if dry_run:
-            return RunResult(flow="table", dry_run=True, graph=plan.describe())
-        execute = functools.partial(
-            run_table, cfg, plan, show_progress=progress, source_fingerprint=input_fingerprint(cfg)
-        )
-    else:
-        from flows.compare import plan_compare, run_compare
-
-        plan = plan_compare(cfg)
-        if dry_run:
-            return RunResult(flow="compare", dry_run=True, graph=plan.describe())
-        execute = functools.partial(run_compare, cfg, plan, show_progress=progress)
+    flow = flows()[cfg.flow]
+    plan = flow.plan(cfg)  # checks the input and builds the work; no cluster needed
+    if dry_run:
+        return RunResult(flow=cfg.flow, dry_run=True, graph=plan.describe())
+    execute = functools.partial(flow.run, cfg, plan, show_progress=progress)
     with open_client(cfg.cluster, scheduler=scheduler, client=client) as active, active.as_current():
         with performance_report(filename=report) if report else contextlib.nullcontext():
             try:

@@ -1,5 +1,5 @@
-"""The table of bad inputs (also in the README): each exits 2 with one line naming the culprit,
-prints no traceback, and writes nothing."""
+"""The table of bad inputs of the README, row by row: each exits 2 with one line naming the culprit
+(the config key path as written, the file, the column), prints no traceback, and writes nothing."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+
+from conftest import free_port
 
 from flows.cli import main
 
@@ -46,6 +48,8 @@ def make_files(root: Path) -> None:
     ticks(0).to_parquet(root / "empty/part-0.parquet")
     (root / "unsorted").mkdir()
     ticks().iloc[::-1].to_parquet(root / "unsorted/part-0.parquet")
+    (root / "nat").mkdir()
+    ticks().assign(ts=lambda f: f["ts"].where(f.index != 7)).to_parquet(root / "nat/part-0.parquet")
     (root / "corrupt").mkdir()
     (root / "corrupt/part-0.parquet").write_bytes(b"PAR1 not really parquet PAR1")
     (root / "mixed_tz.csv").write_text(
@@ -72,50 +76,72 @@ def make_files(root: Path) -> None:
     (root / "pickle.npz").write_bytes(pickle.dumps({"a": good}))
 
 
-# (id, config or raw text, extra CLI args, text the error line must contain)
+UNREACHABLE = f"tcp://127.0.0.1:{free_port()}"
+
+# (id, config or raw text (None: no config file), extra CLI args, texts the error line must contain)
 CASES = [
     # config
-    ("malformed YAML", "flow: table\ninput: {format: parquet\n", [], "malformed YAML at line"),
-    ("unknown key", table({"outptu": {}}), [], "outptu: unknown key"),
-    ("wrong type", table({"cluster": {"n_workers": "two"}}), [], "cluster.n_workers"),
+    ("malformed YAML", "flow: table\ninput: {format: parquet\n", [], ["case.yaml: malformed YAML at line 3, column 1"]),
+    ("config file missing", None, [], ["case.yaml: config file not found"]),
+    ("unknown key", table({"outptu": {}}), [], ["outptu: unknown key"]),
+    ("wrong type", table({"cluster": {"n_workers": "two"}}), [], ["cluster.n_workers: ", "'two'"]),
     ("bad horizon", table({"steps": [{"lookahead": {"horizon": "30x", "columns": ["price"]}}]}), [],
-     "steps[0].lookahead.horizon: '30x' is not a row count or a time span like '30s'"),
+     ["steps[0].lookahead.horizon: '30x' is not a row count or a time span like '30s'"]),
     ("calendar horizon", table({"steps": [{"lookahead": {"horizon": "1M", "columns": ["price"]}}]}), [],
-     "steps[0].lookahead.horizon"),
-    ("unknown step", table({"steps": [{"resample": {}}]}), [], "steps[0]: not a step"),
-    ("bad override", table({}), ["--set", "steps.3.lookahead.horizon=1s"], "--set steps.3.lookahead.horizon"),
+     ["steps[0].lookahead.horizon: ", "'1M'"]),
+    ("unknown step", table({"steps": [{"resample": {}}]}), [],
+     ["steps[0]: not a step: use one of dedup, lookahead, map"]),
+    ("unknown feature", table({"steps": [{"lookahead": {"horizon": "5s", "columns": ["price"], "features": ["median"]}}]}),
+     [], ["steps[0].lookahead.features: unknown feature 'median'"]),
+    ("bad override", table({}), ["--set", "steps.3.lookahead.horizon=1s"],
+     ["--set steps.3.lookahead.horizon: steps.3: no list item '3' (has 1)"]),
     # table data
     ("no files", table({"input": {"format": "parquet", "path": "nowhere/*.parquet", "time": "ts"}}), [],
-     "nowhere/*.parquet: matches no .parquet files"),
+     ["input.path: nowhere/*.parquet: matches no .parquet files"]),
     ("empty input", table({"input": {"format": "parquet", "path": "empty", "time": "ts"}}), [],
-     "the input has no rows"),
-    ("missing column", table({"steps": [{"lookahead": {"horizon": "5s", "columns": ["volume"]}}]}), [], "volume"),
+     ["input.path: empty: the input has no rows"]),
+    ("missing column", table({"steps": [{"lookahead": {"horizon": "5s", "columns": ["volume"]}}]}), [],
+     ["steps[0].lookahead.columns: ", "'volume'"]),
     ("unsorted time", table({"input": {"format": "parquet", "path": "unsorted", "time": "ts"}}), [],
-     "ts"),
+     ["input.time: ", "'ts' is not sorted: row 1 of partition 0", "has time 2026-01-02 09:30:48, before 2026-01-02 09:30:49"]),
+    ("NaT time", table({"input": {"format": "parquet", "path": "nat", "time": "ts"}}), [],
+     ["input.time: ", "'ts'", "missing time (NaT) at row 7"]),
     ("mixed timezones", table({"input": {"format": "csv", "path": "mixed_tz.csv", "time": "ts"}}), [],
-     "input.time: column 'ts'"),
+     ["input.time: column 'ts': not a time"]),
     ("time not a time", table({"input": {"format": "parquet", "path": "numeric_time", "time": "ts"}}), [],
-     "input.time: column 'ts' is int64, not a time"),
+     ["input.time: column 'ts' is int64, not a time"]),
     ("non-numeric feature column", table({"steps": [{"lookahead": {"horizon": "5s", "columns": ["symbol"]}}]}),
-     [], "symbol"),
-    ("non-numeric summary column", table({"summary": {"columns": ["symbol"]}}), [], "symbol"),
+     [], ["steps[0].lookahead", "'symbol'", "not numeric (dtype str"]),
+    ("non-numeric summary column", table({"summary": {"columns": ["symbol"]}}), [],
+     ["summary", "'symbol'", "not numeric (dtype str"]),
     ("horizon longer than the data", table({"steps": [{"lookahead": {"horizon": "2h", "columns": ["price"]}}]}),
-     [], "steps[0].lookahead.horizon: 2h is longer than the data's time span"),
+     [], ["steps[0].lookahead.horizon: 2h is longer than the data's time span (0 days 00:00:49)"]),
     ("corrupt Parquet", table({"input": {"format": "parquet", "path": "corrupt", "time": "ts"}}), [],
-     "part-0.parquet"),
-    ("output exists", table({"output": {"path": "ticks"}}), [], "output.path"),
+     ["input.path: ", "corrupt/part-0.parquet: cannot read as Parquet"]),
+    ("output exists", table({"output": {"path": "ticks"}}), [],
+     ["output.path: ", "/ticks already exists; set overwrite: true to replace it"]),
     ("map not importable", table({"steps": [{"map": {"function": "nosuchpkg.features:spread"}}]}), [],
-     "steps[0].map.function: cannot import 'nosuchpkg.features:spread'"),
+     ["steps[0].map.function: cannot import 'nosuchpkg.features:spread': ModuleNotFoundError"]),
+    ("map function missing", table({"steps": [{"map": {"function": "json:nope"}}]}), [],
+     ["steps[0].map.function: 'json' has no function 'nope'"]),
     ("corrupt summary state", table({"summary": {"columns": ["price"], "state": "state.json"}}), [],
-     "summary.state"),
+     ["summary.state: state.json: not a readable JSON state"]),
     # matrices
-    (".npy holding a pickle", matrices({"format": "npy", "path": "pickled"}), [], "b.npy"),
-    (".npz that is a pickle", matrices({"format": "npz", "path": "pickle.npz"}), [], "pickle.npz"),
-    ("mismatched matrix rows", matrices({"format": "npy", "path": "rows"}), [], "b"),
-    ("NaN matrix", matrices({"format": "npy", "path": "nan"}), [], "b"),
-    ("1-D array", matrices({"format": "npy", "path": "flat"}), [], "b"),
-    ("no columns", matrices({"format": "npy", "path": "nocols"}), [], "b"),
-    ("missing matrix folder", matrices({"format": "npy", "path": "nothing_here"}), [], "nothing_here"),
+    (".npy holding a pickle", matrices({"format": "npy", "path": "pickled"}), [],
+     ["pickled/b.npy: a pickled (object) array"]),
+    (".npz that is a pickle", matrices({"format": "npz", "path": "pickle.npz"}), [], ["pickle.npz: "]),
+    ("mismatched matrix rows", matrices({"format": "npy", "path": "rows"}), [],
+     ["rows/b.npy", "4 rows, expected 3 like the others"]),
+    ("NaN matrix", matrices({"format": "npy", "path": "nan"}), [], ["nan/b.npy", "contains NaN or inf"]),
+    ("1-D array", matrices({"format": "npy", "path": "flat"}), [], ["flat/b.npy", "not 2-D (shape (5,))"]),
+    ("no columns", matrices({"format": "npy", "path": "nocols"}), [], ["nocols/b.npy", "fewer than 1 column (shape (3, 0))"]),
+    ("missing matrix folder", matrices({"format": "npy", "path": "nothing_here"}), [],
+     ["input.path: nothing_here: not found"]),
+    # clusters
+    ("unreachable scheduler", table({"cluster": {"timeout": "1s"}}), ["--scheduler", UNREACHABLE],
+     [f"scheduler {UNREACHABLE} (from --scheduler): not reachable"]),
+    ("tls:// without certificates", table({"cluster": {"address": UNREACHABLE.replace("tcp", "tls")}}), [],
+     [UNREACHABLE.replace("tcp", "tls"), "needs cluster.tls with ca_file, cert and key"]),
 ]
 
 
@@ -134,19 +160,42 @@ def test_at_least_twenty_kinds():
     assert len(CASES) >= 20
 
 
-@pytest.mark.parametrize("name, config, args, expected", CASES, ids=[c[0] for c in CASES])
-def test_bad_input(name, config, args, expected, workspace, capsys, monkeypatch):
-    monkeypatch.chdir(workspace)
+def run_case(config: dict | str | None, args: list[str], workspace: Path, capsys) -> str:
+    """Run a config as the CLI does; check exit 2, one line, no traceback, nothing written."""
     path = workspace / "case.yaml"
-    path.write_text(config if isinstance(config, str) else yaml.safe_dump(config, sort_keys=False))
+    if config is not None:
+        path.write_text(config if isinstance(config, str) else yaml.safe_dump(config, sort_keys=False))
     before = tree(workspace)
     code = main(["run", str(path), *args])
+    path.unlink(missing_ok=True)
     out, err = capsys.readouterr()
     lines = err.strip().splitlines()
     assert code == 2, err
     assert len(lines) == 1 and "Traceback" not in err, err
-    assert expected in lines[0], lines[0]
-    assert tree(workspace) == before, "something was written"
+    assert tree(workspace) == [p for p in before if p != "case.yaml"], "something was written"
+    return lines[0]
+
+
+@pytest.mark.parametrize("name, config, args, expected", CASES, ids=[c[0] for c in CASES])
+def test_bad_input(name, config, args, expected, workspace, capsys, monkeypatch):
+    monkeypatch.chdir(workspace)
+    line = run_case(config, args, workspace, capsys)
+    for text in expected:
+        assert text in line, line
+
+
+def test_map_function_importable_here_but_not_on_the_workers(workspace, capsys, monkeypatch, tmp_path):
+    """A module on this process's sys.path only: worker processes started before cannot import it."""
+    from distributed import LocalCluster
+
+    monkeypatch.chdir(workspace)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        (tmp_path / "only_here_funcs.py").write_text("def spread(df):\n    return df\n")
+        monkeypatch.syspath_prepend(str(tmp_path))
+        config = table({"steps": [{"map": {"function": "only_here_funcs:spread"}}]})
+        line = run_case(config, ["--scheduler", cluster.scheduler_address], workspace, capsys)
+    assert line.startswith("error: steps[0].map.function: on worker tcp://127.0.0.1:"), line
+    assert "cannot import 'only_here_funcs:spread': ModuleNotFoundError: No module named 'only_here_funcs'" in line
 
 
 def test_summary_state_refuses_the_same_input_twice(workspace, capsys, monkeypatch, tmp_path):
@@ -160,6 +209,7 @@ def test_summary_state_refuses_the_same_input_twice(workspace, capsys, monkeypat
     saved = state.read_text()
     assert main(["run", str(path)]) == 2
     err = capsys.readouterr().err
-    assert "summary.state" in err and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"error: summary.state: {state}: input 'ticks' (fingerprint "), err
+    assert "is already merged into the summary state" in err and len(err.strip().splitlines()) == 1
     assert state.read_text() == saved
     assert json.loads(saved)["sources"][0]["path"] == "ticks"

@@ -1,0 +1,210 @@
+"""Table inputs: an ``input:`` block becomes one :class:`TableSource`, its files listed once.
+
+The same file list is read (a lazy Dask DataFrame) and fingerprinted (to refuse merging the same
+input into a summary state twice), so a file the reader skips (hidden: a name starting with ``.``
+or ``_``; another suffix) never changes the fingerprint. Sources fail early, with one line naming
+the config key and the file or column, when an input matches no files, lacks a column or has a
+time column that is not a time. Row order and fingerprints: ``docs/semantics.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import dask.dataframe as dd
+import fsspec
+import numpy as np
+import pandas as pd
+
+from flows.config import CsvInput, ParquetInput, SyntheticTicks
+from pipelines.errors import InputError, first_line
+
+TableInputConfig = ParquetInput | CsvInput | SyntheticTicks
+
+
+@dataclass(frozen=True)
+class TableSource:
+    """An ``input:`` block and the files it names (none for synthetic input), listed once.
+
+    Examples
+    --------
+    >>> source = TableSource.from_config(SyntheticTicks(format="synthetic", rows=10, npartitions=2))
+    >>> source.files, source.frame().npartitions, source.fingerprint()["path"]
+    ((), 2, 'synthetic')
+    """
+
+    config: TableInputConfig
+    files: tuple[str, ...] = ()
+
+    @classmethod
+    def from_config(cls, config: TableInputConfig) -> TableSource:
+        """List the input's files (the preflight check: no files is an error naming ``input.path``)."""
+        if config.format == "synthetic":
+            return cls(config)
+        return cls(config, tuple(list_files(config.path, config.storage_options, f".{config.format}")))
+
+    def frame(self) -> dd.DataFrame:
+        """The lazy DataFrame of the listed files (files in sorted path order, rows in file order)."""
+        config = self.config
+        if config.format == "parquet":
+            df = read_parquet(list(self.files), config)
+        elif config.format == "csv":
+            df = read_csv(list(self.files), config)
+        else:
+            df = synthetic_ticks(config)
+        return with_time(df, config)
+
+    def fingerprint(self) -> dict[str, str]:
+        """``{"path", "fingerprint"}``: the input as written, and a hash of the listed files'
+        names, sizes and modification times (of the settings, for synthetic input)."""
+        config = self.config
+        if config.format == "synthetic":
+            return {"path": "synthetic", "fingerprint": _digest(config.model_dump(mode="json"))}
+        entries = []
+        for name in self.files:
+            fs, path = fsspec.core.url_to_fs(name, **config.storage_options)
+            info = fs.info(path)
+            entries.append((path, info.get("size"), str(info.get("mtime", info.get("LastModified", "")))))
+        paths = [config.path] if isinstance(config.path, str) else config.path
+        return {"path": ",".join(paths), "fingerprint": _digest(entries)}
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def list_files(path: str | list[str], storage_options: dict[str, Any], suffix: str) -> list[str]:
+    """Files an input names, in sorted order; folders expand to their not hidden ``*suffix`` files."""
+    found: list[str] = []
+    for item in [path] if isinstance(path, str) else path:
+        fs, _, paths = fsspec.get_fs_token_paths(item, storage_options=storage_options)
+        for p in paths:
+            if fs.isdir(p):
+                found += [f for f in fs.find(p) if f.endswith(suffix) and not _hidden(f, p)]
+            elif fs.exists(p):
+                found.append(p)
+        if not paths or not found:
+            raise InputError(f"input.path: {item}: matches no {suffix} files")
+        protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+        if protocol not in ("file", "local"):
+            found = [fs.unstrip_protocol(f) for f in found]
+    return sorted(found)
+
+
+def _hidden(path: str, root: str) -> bool:
+    rel = os.path.relpath(path, root)
+    return any(part.startswith((".", "_")) for part in rel.split(os.sep))
+
+
+def read_parquet(files: list[str], config: ParquetInput) -> dd.DataFrame:
+    """Parquet ``files`` as a lazy DataFrame (rows in file order)."""
+    try:
+        df = dd.read_parquet(
+            files,
+            columns=config.columns,
+            storage_options=config.storage_options or None,
+            index=False,
+            calculate_divisions=False,
+        )
+    except Exception as error:  # pyarrow raises several types for corrupt files
+        culprit = _corrupt_parquet(files) or config.path
+        raise InputError(f"input.path: {culprit}: cannot read as Parquet ({first_line(error)})") from None
+    return df
+
+
+def _corrupt_parquet(files: list[str]) -> str | None:
+    import pyarrow.parquet as pq
+
+    for f in files:
+        try:
+            with fsspec.open(f, "rb") as handle:
+                pq.read_metadata(handle)
+        except Exception:
+            return f
+    return None
+
+
+def read_csv(files: list[str], config: CsvInput) -> dd.DataFrame:
+    """CSV ``files`` as a lazy DataFrame."""
+    try:
+        df = dd.read_csv(files, blocksize=config.blocksize, storage_options=config.storage_options or None)
+    except Exception as error:
+        raise InputError(f"input.path: {config.path}: cannot read as CSV ({first_line(error)})") from None
+    return df
+
+
+def _parse_time(part: pd.DataFrame, column: str) -> pd.DataFrame:
+    try:
+        values = pd.to_datetime(part[column])
+    except (ValueError, TypeError) as error:
+        raise InputError(f"input.time: column {column!r}: not a time ({first_line(error)})") from None
+    return part.assign(**{column: values})
+
+
+def with_time(df: dd.DataFrame, config: ParquetInput | CsvInput | SyntheticTicks) -> dd.DataFrame:
+    """Check the time column exists and is a time (parsing text lazily); sort if asked."""
+    column = config.time
+    if column is None:
+        return df
+    if column not in df.columns:
+        raise InputError(f"input.time: no column {column!r} (columns: {', '.join(map(str, df.columns))})")
+    dtype = df.dtypes[column]
+    if not pd.api.types.is_datetime64_any_dtype(dtype):
+        if pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
+            raise InputError(f"input.time: column {column!r} is {dtype}, not a time")
+        meta = df._meta.assign(**{column: pd.Series([], dtype="datetime64[ns]")})
+        df = df.map_partitions(_parse_time, column, meta=meta)
+    if config.sort:
+        df = df.sort_values(column)
+    return df
+
+
+def synthetic_ticks(config: SyntheticTicks) -> dd.DataFrame:
+    """Seeded tick-like data as a lazy DataFrame: no files needed.
+
+    ``symbols`` symbols interleaved at irregular times (about one tick per second per symbol),
+    runs of consecutive duplicate rows (rate ``duplicate_rate``) and some NaN prices. Each
+    partition is generated independently from ``(seed, partition)``; times are globally sorted.
+
+    Examples
+    --------
+    >>> df = synthetic_ticks(SyntheticTicks(format="synthetic", rows=1000, npartitions=4))
+    >>> df.npartitions, list(df.columns)
+    (4, ['ts', 'symbol', 'price', 'size'])
+    >>> bool(df.compute()["ts"].is_monotonic_increasing)
+    True
+    """
+    sizes = np.diff(np.linspace(0, config.rows, config.npartitions + 1).astype(int))
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    args = [(int(n), int(s)) for n, s in zip(sizes, starts)]
+    meta = _tick_partition(config, 0, 0)
+    return dd.from_map(
+        lambda a: _tick_partition(config, *a), args, meta=meta, enforce_metadata=False,
+        label="synthetic-ticks",
+    )
+
+
+def _tick_partition(config: SyntheticTicks, n: int, first_row: int) -> pd.DataFrame:
+    """Rows ``first_row .. first_row + n`` of the synthetic tick stream."""
+    rng = np.random.default_rng([config.seed, first_row])
+    seconds_per_row = 1.0 / config.symbols
+    offsets = first_row * seconds_per_row + np.sort(rng.uniform(0, n * seconds_per_row, n))
+    ts = pd.Timestamp(config.start) + pd.to_timedelta(np.round(offsets * 1e3), unit="ms")
+    symbol = np.array([f"S{i:03d}" for i in range(config.symbols)])[rng.integers(0, config.symbols, n)]
+    price = 100 + np.round(rng.normal(0, 0.05, n).cumsum(), 2)
+    size = rng.integers(1, 10, n) * 100.0
+    frame = pd.DataFrame({"ts": ts.astype("datetime64[ns]"), "symbol": symbol, "price": price, "size": size})
+    # runs of consecutive duplicates: copy the previous row of the same symbol
+    repeat = rng.random(n) < config.duplicate_rate
+    if n and repeat.any():
+        previous = frame.groupby("symbol", sort=False)[["price", "size"]].shift(1)
+        use = repeat & previous["price"].notna().to_numpy()
+        frame.loc[use, ["price", "size"]] = previous.loc[use].to_numpy()
+    frame.loc[rng.random(n) < config.nan_rate, "price"] = np.nan
+    if config.time != "ts" and config.time is not None:
+        frame = frame.rename(columns={"ts": config.time})
+    return frame
