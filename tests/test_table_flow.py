@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from reference import reference_drop_consecutive_duplicates as reference_dedup
 from reference import reference_future_features
-from test_dedup import reference as reference_dedup
 
 import flows
 import flows.table
