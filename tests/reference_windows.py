@@ -1,0 +1,85 @@
+"""Plain-pandas references for the window steps, written for clarity (row by row), not speed.
+
+They follow the semantics in the steps' docstrings word for word and share no code with
+``pipelines``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+_MISSING = object()  # the key of a row whose key value is missing (NaN, None, NA, NaT)
+
+
+def _names(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _stats(values: np.ndarray) -> dict[str, float]:
+    """The past features over a window's values (NaN skipped)."""
+    window = pd.Series(values, dtype="float64")
+    return {
+        "count": window.count(),
+        "sum": window.sum(),
+        "mean": window.mean(),
+        "std": window.std(ddof=1),
+        "var": window.var(ddof=1),
+        "min": window.min(),
+        "max": window.max(),
+    }
+
+
+def reference_past_features(
+    pdf: pd.DataFrame,
+    horizon: int | str | pd.Timedelta,
+    columns: Hashable | Sequence[Hashable],
+    features: str | Sequence[str] = ("mean",),
+    by: Hashable | Sequence[Hashable] | None = None,
+    time: Hashable | None = None,
+    partial: bool = False,
+) -> pd.DataFrame:
+    """``pdf`` with the lookback feature columns added, one row at a time.
+
+    The window of row *i*: the rows *j* <= *i* of its key, the last *k* of them (rows) or those
+    with ``t_j > t_i - T`` (time); incomplete (NaN unless ``partial``) when the key has fewer than
+    *k* rows up to *i*, or when ``t_i - T`` is before the input's first time.
+    """
+    columns, features, keys = _names(columns), _names(features), _names(by)
+    by_rows = isinstance(horizon, (int, np.integer))
+    label = f"{horizon}r" if by_rows else "".join(str(horizon).split())
+    n = len(pdf)
+
+    def key_of(i: int) -> tuple[Any, ...]:
+        return tuple(_MISSING if pd.isna(pdf[k].iloc[i]) else pdf[k].iloc[i] for k in keys)
+
+    rows_of_key: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+    for i in range(n):
+        rows_of_key[key_of(i)].append(i)
+    if not by_rows:
+        span = pd.Timedelta(horizon)
+        times = list(pdf.index if time is None else pdf[time])
+        first_time = min(times) if n else None
+
+    values = {c: pdf[c].to_numpy(dtype="float64", na_value=np.nan) for c in columns}
+    out: dict[str, list[float]] = {f"{c}_{f}_past_{label}": [] for c in columns for f in features}
+    for i in range(n):
+        so_far = [j for j in rows_of_key[key_of(i)] if j <= i]
+        if by_rows:
+            window = so_far[-horizon:]
+            complete = len(so_far) >= horizon
+        else:
+            window = [j for j in so_far if times[j] > times[i] - span]
+            complete = times[i] - span >= first_time
+        for c in columns:
+            result = _stats(values[c][window])
+            for f in features:
+                value = result[f] if (complete or partial) else np.nan
+                out[f"{c}_{f}_past_{label}"].append(float(value))
+    return pdf.assign(**{name: np.array(vals, dtype="float64") for name, vals in out.items()})
