@@ -359,7 +359,9 @@ def past_features(
     return _scan_past(df, spec, out_meta, kernel_args)
 
 
-def _scan_past(df: dd.DataFrame, spec: _Spec, meta: Any, kernel_args: tuple[Any, ...]) -> dd.DataFrame:
+def _scan_past(
+    df: dd.DataFrame, spec: _Spec, meta: Any, kernel_args: tuple[Any, ...]
+) -> dd.DataFrame:
     """The graph: per-partition reaches, a forward scan of them, the kernel per partition.
 
     Any prefix scan with the associative :func:`_combine` and identity ``_Reach()`` fits here.

@@ -20,10 +20,12 @@ How they are computed
 ``sum``, ``mean``, ``min`` and ``max`` run through pandas' rolling aggregations over the
 precomputed bounds (:class:`Bounds`); ``count`` is a difference of prefix sums; ``var`` and
 ``std`` merge the (count, mean, squared deviations) of power-of-two blocks (Chan et al.), which
-keeps digits that a running variance loses. Order statistics use a *sparse table* of range maxima (levels
-``2**l`` for ``l`` up to ``log2`` of the longest window): a window's max is the max of two
-overlapping blocks, and "the first row of the window at or above a level" is found by a descent
-over the levels, for all rows at once. O(n log w) time and memory, ``w`` the longest window.
+keeps digits that a running variance loses (memory O(n)). Order statistics use a *sparse table*
+of range maxima (levels ``2**l`` for ``l`` up to ``log2`` of the longest window): a window's max
+is the max of two overlapping blocks, and "the first row of the window at or above a level" is
+found by a descent over the levels, for all rows at once: O(n log w) time and memory, ``w`` the
+longest window. (An infinite value counts as a value, except that a window whose only values
+are ``-inf`` (``+inf`` for the min) counts as having none.)
 """
 
 from __future__ import annotations
@@ -219,10 +221,23 @@ def _distance(times: np.ndarray | None, here: np.ndarray, there: np.ndarray) -> 
     return span / np.timedelta64(1, "s")
 
 
+def _ranks(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dense ranks of the non-NaN values (NaN stays NaN) and the distinct values they index.
+
+    Ranks order like the values, infinities included, and are finite, so ``-inf`` is free to
+    stand for "no value" in the tables.
+    """
+    valid = ~np.isnan(values)
+    distinct, inverse = np.unique(values[valid], return_inverse=True)
+    ranks = np.full(len(values), np.nan)
+    ranks[valid] = inverse
+    return ranks, distinct
+
+
 def _time_to_extreme(
     signed: np.ndarray, times: np.ndarray | None, start: np.ndarray, end: np.ndarray
 ) -> np.ndarray:
-    """Distance to the first row of each window holding its max of ``signed``."""
+    """Distance to the first row of each window holding its max of ``signed`` (finite)."""
     n = len(signed)
     table = _max_table(signed, _longest(start, end))
     peak = _range_max(table, start, end)
@@ -255,7 +270,7 @@ def time_to_max(
     >>> time_to_max(x, t, start, end).tolist()
     [0.5, 2.5, 1.0, nan, nan]
     """
-    return _time_to_extreme(np.asarray(values, dtype=np.float64), times, start, end)
+    return _time_to_extreme(_ranks(np.asarray(values, dtype=np.float64))[0], times, start, end)
 
 
 def time_to_min(
@@ -272,7 +287,7 @@ def time_to_min(
     >>> time_to_min(x, None, start, end).tolist()
     [2.0, 1.0, 1.0, nan, nan]
     """
-    return _time_to_extreme(-np.asarray(values, dtype=np.float64), times, start, end)
+    return _time_to_extreme(-_ranks(np.asarray(values, dtype=np.float64))[0], times, start, end)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -291,7 +306,8 @@ def barrier(
     ``x_j >= x_i * (1 + up)`` gives label +1, with ``x_j <= x_i * (1 - down)`` -1. Returns
     ``(label, time)``: label +1/-1 and the distance to that row (seconds or rows ahead, as
     :func:`time_to_max`); label 0 and time NaN when the window touches neither; both NaN when
-    ``x_i`` is NaN or ``<= 0``. Apply :func:`settle_barrier` for incomplete windows.
+    ``x_i`` is NaN or ``<= 0``. Apply :func:`settle_barrier` for incomplete windows. (Only an
+    infinite ``x_i`` can meet both levels at one row; that row counts as +1.)
 
     Examples
     --------
@@ -310,12 +326,17 @@ def barrier(
         return label, time
     s, e, own = start[rows], end[rows], x[rows]
     longest = _longest(s, e)
-    with np.errstate(over="ignore"):
-        hit_up = _first_at_least(_max_table(x, longest), s, e, own * (1 + up))
-        hit_down = _first_at_least(_max_table(-x, longest), s, e, -(own * (1 - down)))
+    ranks, distinct = _ranks(x)
+    with np.errstate(over="ignore", invalid="ignore"):
+        upper, lower = own * (1 + up), own * (1 - down)
+    # x_j >= upper: rank_j >= (distinct values below upper); x_j <= lower: rank_j < (those <= lower)
+    at_up = np.searchsorted(distinct, upper, side="left").astype(np.float64)
+    past_down = np.searchsorted(distinct, lower, side="right").astype(np.float64)
+    hit_up = _first_at_least(_max_table(ranks, longest), s, e, at_up)
+    hit_down = _first_at_least(_max_table(-ranks, longest), s, e, 1 - past_down)
     first = np.minimum(hit_up, hit_down)
     touched = first < e
-    label[rows] = np.where(touched, np.where(hit_up < hit_down, 1.0, -1.0), 0.0)
+    label[rows] = np.where(touched, np.where(hit_up <= hit_down, 1.0, -1.0), 0.0)
     time[rows[touched]] = _distance(times, rows[touched], first[touched])
     return label, time
 

@@ -212,3 +212,45 @@ def test_on_local_cluster(local_client):
     pdf, kwargs, expected = case_data("time-by-key-index", False)
     got = local_client.compute(past_features(partitioned(pdf, 17), **kwargs)).result()
     check(dd.from_pandas(got, npartitions=1), expected)
+
+
+# ----------------------------------------------------------------------------------------------
+# the reach combine is associative with the empty reach as identity (so any prefix scan fits)
+def _same_reach(a, b) -> None:
+    assert (a.rows is None) == (b.rows is None)
+    if a.rows is not None:
+        pd.testing.assert_frame_equal(a.rows, b.rows)
+    for name in ("t", "first_t", "last_t", "first", "last"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=frames_and_cuts(),
+       horizon=st.one_of(st.integers(1, 4), st.integers(1, 5).map(lambda s: f"{s}s")),
+       by=st.sampled_from([None, "k"]))
+def test_reach_combine_is_associative(data, horizon, by):
+    from pipelines.lookback import _combine, _past_spec, _Reach, _summarize
+
+    pdf, sizes = data
+    time = "ts" if "ts" in pdf.columns and isinstance(horizon, str) else None
+    ddf = split(pdf, sizes)
+    spec = _past_spec(ddf, horizon, by, time, ["v"])
+    bounds = np.cumsum([0, *sizes])
+    reaches = [_summarize(pdf.iloc[a:b], spec, i)
+               for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
+
+    def combine(a, b):
+        return _combine(a, b, spec)
+
+    left = functools.reduce(combine, reaches, _Reach())
+    right = functools.reduce(lambda acc, r: combine(r, acc), reversed(reaches), _Reach())
+    half = len(reaches) // 2
+    middle = combine(functools.reduce(combine, reaches[:half], _Reach()),
+                     functools.reduce(combine, reaches[half:], _Reach()))
+    whole = _summarize(pdf, spec, 0)
+    for other in (right, middle):
+        _same_reach(left, other)
+    assert (left.rows is None) == (whole.rows is None)
+    if whole.rows is not None:  # the same rows as the whole input's reach
+        pd.testing.assert_frame_equal(left.rows, whole.rows)
+        assert (left.first_t, left.last_t) == (whole.first_t, whole.last_t)

@@ -101,11 +101,11 @@ def layout_bounds(sizes, times, kind, horizon):
 
 
 @st.composite
-def layouts(draw):
+def layouts(draw, extra=()):
     sizes = draw(st.lists(st.integers(0, 12), min_size=1, max_size=4))
     n = sum(sizes)
     values = np.array(draw(st.lists(
-        st.sampled_from([np.nan, 0.0, -1.0, 1.0, 2.0, 2.5, 3.0, 100.0, 98.0, 103.0]),
+        st.sampled_from([np.nan, 0.0, -1.0, 1.0, 2.0, 2.5, 3.0, 100.0, 98.0, 103.0, *extra]),
         min_size=n, max_size=n)), dtype=np.float64)
     gaps = draw(st.lists(st.sampled_from([0, 0, 250, 1000, 3000]), min_size=n, max_size=n))
     times = np.empty(n, dtype="M8[ms]")
@@ -143,7 +143,7 @@ def test_rolling_stats_match_brute_force(layout):
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(layout=layouts())
+@given(layout=layouts(extra=(np.inf, -np.inf, -0.0)))
 def test_time_to_extremes_match_brute_force(layout):
     values, times, start, end = layout
     np.testing.assert_array_equal(time_to_max(values, times, start, end),
@@ -153,7 +153,7 @@ def test_time_to_extremes_match_brute_force(layout):
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(layout=layouts(), up=st.sampled_from([0.01, 0.02, 0.5, 1.0]),
+@given(layout=layouts(extra=(np.inf, -np.inf, -0.0)), up=st.sampled_from([0.01, 0.02, 0.5, 1.0]),
        down=st.sampled_from([0.01, 0.03, 0.5, 0.99]))
 def test_barrier_matches_brute_force(layout, up, down):
     values, times, start, end = layout
