@@ -22,6 +22,17 @@ def _names(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+def _rows_of_key(pdf: pd.DataFrame, keys: list[Any]) -> list[list[int]]:
+    """For each row, the positions of all rows of its key (a missing value is a key of its own)."""
+    def key_of(i: int) -> tuple[Any, ...]:
+        return tuple(_MISSING if pd.isna(pdf[k].iloc[i]) else pdf[k].iloc[i] for k in keys)
+
+    rows: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+    for i in range(len(pdf)):
+        rows[key_of(i)].append(i)
+    return [rows[key_of(i)] for i in range(len(pdf))]
+
+
 def _stats(values: np.ndarray) -> dict[str, float]:
     """The past features over a window's values (NaN skipped)."""
     window = pd.Series(values, dtype="float64")
@@ -55,13 +66,7 @@ def reference_past_features(
     by_rows = isinstance(horizon, (int, np.integer))
     label = f"{horizon}r" if by_rows else "".join(str(horizon).split())
     n = len(pdf)
-
-    def key_of(i: int) -> tuple[Any, ...]:
-        return tuple(_MISSING if pd.isna(pdf[k].iloc[i]) else pdf[k].iloc[i] for k in keys)
-
-    rows_of_key: dict[tuple[Any, ...], list[int]] = defaultdict(list)
-    for i in range(n):
-        rows_of_key[key_of(i)].append(i)
+    rows_of_key = _rows_of_key(pdf, keys)
     if not by_rows:
         span = pd.Timedelta(horizon)
         times = list(pdf.index if time is None else pdf[time])
@@ -70,7 +75,7 @@ def reference_past_features(
     values = {c: pdf[c].to_numpy(dtype="float64", na_value=np.nan) for c in columns}
     out: dict[str, list[float]] = {f"{c}_{f}_past_{label}": [] for c in columns for f in features}
     for i in range(n):
-        so_far = [j for j in rows_of_key[key_of(i)] if j <= i]
+        so_far = [j for j in rows_of_key[i] if j <= i]
         if by_rows:
             window = so_far[-horizon:]
             complete = len(so_far) >= horizon
@@ -117,19 +122,13 @@ def reference_future_window_features(
     by_rows = isinstance(horizon, (int, np.integer))
     label = f"{horizon}r" if by_rows else "".join(str(horizon).split())
     n = len(pdf)
-
-    def key_of(i: int) -> tuple[Any, ...]:
-        return tuple(_MISSING if pd.isna(pdf[k].iloc[i]) else pdf[k].iloc[i] for k in keys)
-
-    rows_of_key: dict[tuple[Any, ...], list[int]] = defaultdict(list)
-    for i in range(n):
-        rows_of_key[key_of(i)].append(i)
+    rows_of_key = _rows_of_key(pdf, keys)
     times = list(pdf.index if time is None else pdf[time]) if not by_rows else []
     expanded = [g for f in features for g in ((f, "barrier_time") if f == "barrier" else (f,))]
     names = [f"{c}_{g}_{label}" for c in columns for g in expanded]
     out: dict[str, list[float]] = {name: [] for name in names}
     for i in range(n):
-        later = [j for j in rows_of_key[key_of(i)] if j > i]
+        later = [j for j in rows_of_key[i] if j > i]
         if by_rows:
             window, complete = later[:horizon], len(later) >= horizon
         else:
