@@ -78,6 +78,23 @@ def test_partitions_and_divisions_are_kept():
     check(out, reference_past_features(pdf, "5s", "price", ["max", "count"], by="key"))
 
 
+def test_streams_forwards():
+    """Output partition p needs input partitions 0..p only (a worker holds few at a time)."""
+    pdf = make_frame(200, seed=3)
+    ddf = dd.from_pandas(pdf, npartitions=10, sort=True)
+    out = past_features(ddf, "5s", "price", ["max"], by="key")
+    graph = dict(out.__dask_graph__())
+    for p in (0, 4):
+        seen, todo = set(), [out.__dask_keys__()[p]]
+        while todo:
+            key = todo.pop()
+            if key not in seen:
+                seen.add(key)
+                todo += list(dask.core.get_dependencies(graph, key))
+        reads = {k[1] for k in seen if isinstance(k, tuple) and str(k[0]).startswith("frompandas")}
+        assert reads == set(range(p + 1))
+
+
 def test_complete_windows_are_pandas_groupby_rolling():
     """The reference's complete time windows are pandas' groupby-rolling windows."""
     pdf = make_frame(200, seed=5, time_index=False).reset_index(drop=True)
