@@ -39,16 +39,17 @@ from dask.base import tokenize
 from pandas.api.types import is_complex_dtype, is_numeric_dtype
 
 from pipelines.errors import InputError
+from pipelines._checks import check_columns
+from pipelines._keys import as_list as _as_list
+from pipelines._keys import key_codes as _key_codes
+from pipelines._keys import stable_order as _stable_order
 from pipelines.lookahead import (
-    _as_list,
     _check_times,
     _cumcount,
     _float_values,
     _fmt,
-    _key_codes,
     _Spec,
     _spec,
-    _stable_order,
     _time_values,
     _times,
     _with_columns,
@@ -250,14 +251,11 @@ def _check_arguments(
     repeated features (of ``known``)."""
     if not columns:
         raise InputError("columns: at least one column is needed")
+    check_columns("columns", columns, meta.columns)
     for column in columns:
-        if column not in meta.columns:
-            raise InputError(f"columns: unknown column {column!r}")
         dtype = meta[column].dtype
         if not is_numeric_dtype(dtype) or is_complex_dtype(dtype):
             raise InputError(f"column {column!r}: not numeric (dtype {dtype})")
-    if len(set(columns)) != len(columns):
-        raise InputError(f"columns: a column is listed twice in {columns!r}")
     if not features:
         raise InputError("features: at least one feature is needed")
     for feature in features:

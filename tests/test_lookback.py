@@ -189,11 +189,11 @@ def ddf():
     "kwargs, match",
     [
         (dict(columns="name"), r"^column 'name': not numeric \(dtype \w+\)$"),
-        (dict(columns="nope"), r"^columns: unknown column 'nope'$"),
+        (dict(columns="nope"), r"^columns: unknown column 'nope' \(columns: key, price, size, name\)$"),
         (dict(columns=[]), "^columns: at least one column is needed$"),
         (dict(features=["mean", "median"]), r"^features: unknown feature 'median' \(known: count"),
         (dict(features=["max", "max"]), "^features: a feature is listed twice"),
-        (dict(by="nope"), r"^by: unknown column 'nope'$"),
+        (dict(by="nope"), r"^by: unknown column 'nope' \(columns: key, price, size, name\)$"),
         (dict(horizon="30x"), r"^'30x' is not a row count or a time span like '30s'$"),
         (dict(horizon=0), "must be a positive row count"),
         (dict(time="key"), r"^time column 'key' is not a datetime column"),
