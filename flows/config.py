@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from pipelines.errors import InputError
@@ -81,7 +81,20 @@ class ParquetInput(_TableInput):
     format: Literal["parquet"]
     path: str | list[str]
     columns: list[str] | None = None
+    blocksize: str | int | None = Field(
+        "64MiB",
+        description="row groups per partition: about this much (uncompressed) each; null: one partition per file",
+    )
     storage_options: dict[str, Any] = {}
+
+    @field_validator("blocksize")
+    @classmethod
+    def _blocksize(cls, value: str | int | None) -> str | int | None:
+        from dask.utils import parse_bytes
+
+        if value is not None and parse_bytes(value) <= 0:  # parse_bytes raises ValueError for "12x"
+            raise ValueError(f"must be a positive size such as 128MiB, got {value!r}")
+        return value
 
 
 class CsvInput(_TableInput):
@@ -140,7 +153,8 @@ class SummaryConfig(Strict):
 
     columns: list[str] | None = None
     by: Columns | None = None
-    state: str | None = None
+    state: str | None = Field(None, description="a folder (path or URL) of batch files, merged on read")
+    storage_options: dict[str, Any] = {}
     split_every: int = Field(8, ge=2)
     ddof: int = Field(1, ge=0)
 

@@ -1,4 +1,4 @@
-"""Atomic Parquet / JSON sinks (table sources are in :mod:`flows.sources`).
+"""Atomic Parquet sinks (table sources are in :mod:`flows.sources`, the summary state in :mod:`flows.state`).
 
 Sinks never leave half-written output: they write next to the target into
 ``<target>.tmp-<run id>`` and only :meth:`Publication.publish` moves it into place (an existing
@@ -7,7 +7,6 @@ target is renamed aside first and removed only after; ``_SUCCESS`` is written la
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ import dask.dataframe as dd
 import fsspec
 
 from flows.config import OutputConfig
-from pipelines.errors import InputError, first_line
+from pipelines.errors import InputError
 
 SUCCESS = "_SUCCESS"
 
@@ -111,32 +110,6 @@ def parquet_writer(df: dd.DataFrame, path: str, storage_options: dict[str, Any] 
     )
 
 
-def write_json_atomic(obj: Any, path: str) -> None:
-    """Write ``obj`` as JSON to ``path`` through a temp file and an atomic rename."""
-    tmp = f"{path}.tmp-{new_run_id()}"
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    try:
-        with open(tmp, "w") as handle:
-            json.dump(obj, handle, indent=1, allow_nan=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def read_json(path: str, key: str) -> Any | None:
-    """JSON from ``path``, None when it does not exist; a clear error when it is not JSON."""
-    if not os.path.exists(path):
-        return None
-    try:
-        with open(path) as handle:
-            return json.load(handle)
-    except (OSError, ValueError) as error:
-        raise InputError(f"{key}: {path}: not a readable JSON state ({first_line(error)})") from None
-
-
 __all__ = [
-    "Publication", "check_target", "new_run_id", "parquet_writer", "read_json", "write_json_atomic",
+    "Publication", "check_target", "new_run_id", "parquet_writer",
 ]

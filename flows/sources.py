@@ -30,6 +30,9 @@ TableInputConfig = ParquetInput | CsvInput | SyntheticTicks
 class TableSource:
     """An ``input:`` block and the files it names (none for synthetic input), listed once.
 
+    ``stamps`` holds, per file, what the listing saw of it (size, modification time, ETag): the
+    fingerprint hashes it, and :meth:`changed_file` compares it with the files as they are now.
+
     Examples
     --------
     >>> source = TableSource.from_config(SyntheticTicks(format="synthetic", rows=10, npartitions=2))
@@ -39,13 +42,15 @@ class TableSource:
 
     config: TableInputConfig
     files: tuple[str, ...] = ()
+    stamps: tuple[dict[str, Any], ...] = ()
 
     @classmethod
     def from_config(cls, config: TableInputConfig) -> TableSource:
         """List the input's files (the preflight check: no files is an error naming ``input.path``)."""
         if config.format == "synthetic":
             return cls(config)
-        return cls(config, tuple(list_files(config.path, config.storage_options, f".{config.format}")))
+        listed = list_file_infos(config.path, config.storage_options, f".{config.format}")
+        return cls(config, tuple(listed), tuple(_stamp(info) for info in listed.values()))
 
     def frame(self) -> dd.DataFrame:
         """The lazy DataFrame of the listed files (files in sorted path order, rows in file order)."""
@@ -64,13 +69,46 @@ class TableSource:
         config = self.config
         if config.format == "synthetic":
             return {"path": "synthetic", "fingerprint": _digest(config.model_dump(mode="json"))}
-        entries = []
-        for name in self.files:
-            fs, path = fsspec.core.url_to_fs(name, **config.storage_options)
-            info = fs.info(path)
-            entries.append((path, info.get("size"), str(info.get("mtime", info.get("LastModified", "")))))
+        entries = [(s["path"], s["size"], s["mtime"]) for s in self.stamps]
         paths = [config.path] if isinstance(config.path, str) else config.path
         return {"path": ",".join(paths), "fingerprint": _digest(entries)}
+
+    def changed_file(self) -> str | None:
+        """The first listed file that is gone or changed (size, mtime or ETag) since it was
+        listed, or None: a run checks this after reading, before it publishes or commits."""
+        if self.config.format == "synthetic":
+            return None
+        options = self.config.storage_options
+        for name, before in zip(self.files, self.stamps):
+            fs, path = fsspec.core.url_to_fs(name, **options)
+            fs.invalidate_cache(path)  # ask the store, not the listing cached when planning
+            try:
+                now = _stamp(fs.info(path), path)
+            except FileNotFoundError:
+                return name
+            if not _same_version(before, now):
+                return name
+        return None
+
+
+def _same_version(before: dict[str, Any], now: dict[str, Any]) -> bool:
+    """Same size and ETag where the store has them (object stores: listing and HEAD give their
+    times at different precisions), else same size and modification time."""
+    if before["size"] != now["size"]:
+        return False
+    if before["etag"] and now["etag"]:
+        return before["etag"] == now["etag"]
+    return before["mtime"] == now["mtime"]
+
+
+def _stamp(info: dict[str, Any], path: str | None = None) -> dict[str, Any]:
+    """What identifies a version of a file: its path, size, modification time (the fields the
+    fingerprint has always hashed) and ETag (object stores)."""
+    return {
+        "path": path or info["name"], "size": info.get("size"),
+        "mtime": str(info.get("mtime", info.get("LastModified", ""))),
+        "etag": str(info.get("ETag", info.get("etag", ""))),
+    }
 
 
 def _digest(value: Any) -> str:
@@ -79,20 +117,28 @@ def _digest(value: Any) -> str:
 
 def list_files(path: str | list[str], storage_options: dict[str, Any], suffix: str) -> list[str]:
     """Files an input names, in sorted order; folders expand to their not hidden ``*suffix`` files."""
-    found: list[str] = []
+    return list(list_file_infos(path, storage_options, suffix))
+
+
+def list_file_infos(path: str | list[str], storage_options: dict[str, Any], suffix: str) -> dict[str, dict[str, Any]]:
+    """:func:`list_files` with each file's fsspec info (size, mtime or ETag...), from the listing."""
+    found: dict[str, dict[str, Any]] = {}
     for item in [path] if isinstance(path, str) else path:
         fs, _, paths = fsspec.get_fs_token_paths(item, storage_options=storage_options)
+        listed: dict[str, dict[str, Any]] = {}
         for p in paths:
             if fs.isdir(p):
-                found += [f for f in fs.find(p) if f.endswith(suffix) and not _hidden(f, p)]
+                infos = fs.find(p, detail=True)
+                listed |= {f: i for f, i in infos.items() if f.endswith(suffix) and not _hidden(f, p)}
             elif fs.exists(p):
-                found.append(p)
-        if not paths or not found:
+                listed[p] = fs.info(p)
+        if not paths or not listed:
             raise InputError(f"input.path: {item}: matches no {suffix} files")
         protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-        if protocol not in ("file", "local"):
-            found = [fs.unstrip_protocol(f) for f in found]
-    return sorted(found)
+        for name, info in listed.items():
+            info = {**info, "name": name}  # the stripped path: what the fingerprint hashes
+            found[name if protocol in ("file", "local") else fs.unstrip_protocol(name)] = info
+    return dict(sorted(found.items()))
 
 
 def _hidden(path: str, root: str) -> bool:
@@ -101,7 +147,11 @@ def _hidden(path: str, root: str) -> bool:
 
 
 def read_parquet(files: list[str], config: ParquetInput) -> dd.DataFrame:
-    """Parquet ``files`` as a lazy DataFrame (rows in file order)."""
+    """Parquet ``files`` as a lazy DataFrame (rows in file order).
+
+    A file's row groups are split into partitions of about ``input.blocksize`` (uncompressed)
+    each; ``blocksize: null`` reads one partition per file.
+    """
     try:
         df = dd.read_parquet(
             files,
@@ -109,6 +159,8 @@ def read_parquet(files: list[str], config: ParquetInput) -> dd.DataFrame:
             storage_options=config.storage_options or None,
             index=False,
             calculate_divisions=False,
+            split_row_groups="adaptive" if config.blocksize is not None else False,
+            blocksize=config.blocksize,
         )
     except Exception as error:  # pyarrow raises several types for corrupt files
         culprit = _corrupt_parquet(files) or config.path

@@ -23,10 +23,14 @@ from distributed import Client, get_task_stream, progress
 from pydantic import BaseModel
 
 from flows.config import SummaryConfig, TableFlowConfig, step_name
-from flows.io import Publication, parquet_writer, read_json, write_json_atomic
+import fsspec
+
+from flows.io import Publication, parquet_writer
+from flows.paths import refuse_file_parent
 from flows.registry import StepContext, steps
 from flows.report import RunResult, StepReport, compute_seconds
 from flows.sources import TableSource
+from flows.state import StateStore
 from flows.steps import LookaheadParams
 from pipelines.errors import InputError
 from pipelines.lookahead import parse_horizon
@@ -47,6 +51,7 @@ class TablePlan:
     names: list[str]  # "input", then each step's key path, e.g. "steps[1].lookahead"
     results: dict[str, Any] = field(default_factory=dict)
     checks: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+    state_store: StateStore | None = None  # summary.state: the folder of batch files
     previous_state: SummaryState | None = None  # the saved state this run merges into
     fingerprint: dict[str, str] | None = None  # the input's, recorded in the summary state
     publication: Publication | None = None
@@ -93,10 +98,15 @@ def plan_table(config: TableFlowConfig, run_id: str | None = None) -> TablePlan:
                 plan.frames[-1], columns=config.summary.columns, by=config.summary.by,
                 split_every=config.summary.split_every,
             )
-        plan.previous_state = _saved_state(config.summary)  # a corrupt state fails before any compute
+        if config.summary.state is not None:  # a corrupt state fails before any compute
+            plan.state_store = StateStore.open(config.summary.state, config.summary.storage_options)
+            plan.previous_state = plan.state_store.read()
         plan.fingerprint = source.fingerprint()
     if config.output is not None:
-        plan.publication = Publication.start(config.output, run_id)
+        output = config.output
+        fs, path = fsspec.core.url_to_fs(output.path, **output.storage_options)
+        refuse_file_parent(fs, path, "output.path", output.path)
+        plan.publication = Publication.start(output, run_id)
     return plan
 
 
@@ -151,7 +161,17 @@ def _window_checks(config: TableFlowConfig, plan: TablePlan) -> list[Callable[[d
     if windows and time_column is not None:
         plan.results["first time"] = plan.frames[0][time_column].min()
         plan.results["last time"] = plan.frames[0][time_column].max()
+    for index, params in windows:  # a keyed rows horizon: the rows of the largest key
+        if params.by is not None and isinstance(parse_horizon(params.horizon), int):
+            frame = plan.frames[index]
+            plan.results[largest_key_key(plan.names[index])] = frame.groupby(params.by, dropna=False).size().max()
     return [_window_fits(index, params, plan.names[index]) for index, params in windows]
+
+
+def largest_key_key(name: str) -> str:
+    """The name of the row count of the largest key of frame ``name`` in :attr:`TablePlan.results`."""
+    return f"largest key rows {name}"
+
 
 
 def _window_fits(index: int, params: LookaheadParams, before: str) -> Callable[[dict[str, Any]], None]:
@@ -165,9 +185,11 @@ def _window_fits(index: int, params: LookaheadParams, before: str) -> Callable[[
         key = f"steps[{index}].lookahead.horizon"
         rows = results[rows_key(before)]
         if isinstance(horizon, int):
-            if params.by is None and rows and horizon >= rows:
+            largest = results.get(largest_key_key(before), rows)
+            if rows and horizon >= largest:
+                of = "the data" if params.by is None else f"the largest key (by={params.by})"
                 raise InputError(
-                    f"{key}: {horizon} rows is not less than the {rows} rows of the data: every window "
+                    f"{key}: {horizon} rows is not less than the {int(largest)} rows of {of}: every window "
                     "would be incomplete (partial: true computes them anyway)"
                 )
         elif "first time" in results and rows:
@@ -179,19 +201,6 @@ def _window_fits(index: int, params: LookaheadParams, before: str) -> Callable[[
                 )
 
     return check
-
-
-def _saved_state(summary: SummaryConfig) -> SummaryState | None:
-    """The summary state saved by earlier runs, or None; a clear error if it is not one."""
-    if summary.state is None:
-        return None
-    saved = read_json(summary.state, "summary.state")
-    if saved is None:
-        return None
-    try:
-        return SummaryState.from_dict(saved)
-    except InputError as error:
-        raise InputError(f"summary.state: {summary.state}: {error}") from None
 
 
 def _step_keys(plan: TablePlan) -> list[tuple[set[Any], set[str]]]:
@@ -246,12 +255,13 @@ def run_table(config: TableFlowConfig, plan: TablePlan, client: Client, *, show_
             values = _compute(client, lazy, config, show_progress)
         for check in plan.checks:  # before anything is published
             check(values)
-        state = _merged_state(values["summary"], config, plan) if "summary" in values else None
+        _refuse_changed_input(plan.source)
+        batch, state = _merged_state(values["summary"], config, plan) if "summary" in values else (None, None)
         if publication is not None:
             publication.publish()
             result.output = publication.url
         if state is not None:
-            result.summary, result.summary_state = _commit_summary(state, config.summary)
+            result.summary, result.summary_state = _commit_summary(batch, state, config.summary, plan)
     finally:
         if publication is not None and not publication.published:
             publication.discard()
@@ -314,20 +324,35 @@ def _refuse_merged_input(
         raise InputError(f"summary.state: {config.summary.state}: {error}") from None
 
 
-def _merged_state(state: SummaryState, config: TableFlowConfig, plan: TablePlan) -> SummaryState:
-    """This run's summary state, recording its input, merged into the saved one (nothing written)."""
-    if plan.fingerprint is not None:
-        state = state.with_source(**plan.fingerprint)
+def _refuse_changed_input(source: TableSource) -> None:
+    """After the compute, before publishing: every input file is as it was listed when planned
+    (the fingerprint describes what was read; see ``docs/semantics.md``, "Summary state")."""
+    changed = source.changed_file()
+    if changed is not None:
+        raise InputError(
+            f"input.path: {changed}: changed while the run read it (size, modification time or ETag); "
+            "nothing was published, rerun to read it as it is now"
+        )
+
+
+def _merged_state(
+    computed: SummaryState, config: TableFlowConfig, plan: TablePlan
+) -> tuple[SummaryState, SummaryState]:
+    """This run's batch (recording its input), and the batch merged into the saved state."""
+    batch = computed.with_source(**plan.fingerprint) if plan.fingerprint is not None else computed
     if plan.previous_state is None:
-        return state
+        return batch, batch
     try:
-        return plan.previous_state.merge(state)
+        return batch, plan.previous_state.merge(batch)
     except InputError as error:
         raise InputError(f"summary.state: {config.summary.state}: {error}") from None
 
 
-def _commit_summary(state: SummaryState, summary: SummaryConfig) -> tuple[pd.DataFrame, str | None]:
-    """Save the merged state (when ``summary.state`` is set: the commit record); the summary table."""
-    if summary.state is not None:
-        write_json_atomic(state.to_dict(), summary.state)
+def _commit_summary(
+    batch: SummaryState, state: SummaryState, summary: SummaryConfig, plan: TablePlan
+) -> tuple[pd.DataFrame, str | None]:
+    """Add the batch to the state folder (when ``summary.state`` is set: the commit record); the
+    summary table of the state as this run saw it (batches committed meanwhile show on the next read)."""
+    if plan.state_store is not None and plan.fingerprint is not None:
+        plan.state_store.commit(batch, plan.fingerprint["fingerprint"])
     return state.to_frame(ddof=summary.ddof), summary.state

@@ -57,6 +57,9 @@ def make_files(root: Path) -> None:
     (root / "numeric_time").mkdir()
     ticks().assign(ts=np.arange(50)).to_parquet(root / "numeric_time/part-0.parquet")
     (root / "state.json").write_text("{not json")
+    (root / "state_folder").mkdir()
+    (root / "state_folder/0123abcd.json").write_text('{"format": "dask-flows/summary-state"')
+    (root / "afile").write_text("a file, not a folder")
     good = np.ones((3, 5))
     for name, arrays in {
         "pickled": {"a": good, "b": None},
@@ -114,10 +117,15 @@ CASES = [
      [], ["steps[0].lookahead", "'symbol'", "not numeric (dtype str"]),
     ("non-numeric summary column", table({"summary": {"columns": ["symbol"]}}), [],
      ["summary", "'symbol'", "not numeric (dtype str"]),
+    ("keyed rows horizon longer than every key", table(
+        {"steps": [{"lookahead": {"horizon": 25, "columns": ["price"], "by": "symbol"}}]}), [],
+     ["steps[0].lookahead.horizon: 25 rows is not less than the 25 rows of the largest key (by=symbol)"]),
     ("horizon longer than the data", table({"steps": [{"lookahead": {"horizon": "2h", "columns": ["price"]}}]}),
      [], ["steps[0].lookahead.horizon: 2h is longer than the data's time span (0 days 00:00:49)"]),
     ("corrupt Parquet", table({"input": {"format": "parquet", "path": "corrupt", "time": "ts"}}), [],
      ["input.path: ", "corrupt/part-0.parquet: cannot read as Parquet"]),
+    ("output path under a file", table({"output": {"path": "afile/x"}}), [],
+     ["output.path: afile/x: ", "/afile is a file, not a folder"]),
     ("output exists", table({"output": {"path": "ticks"}}), [],
      ["output.path: ", "/ticks already exists; set overwrite: true to replace it"]),
     ("map not importable", table({"steps": [{"map": {"function": "nosuchpkg.features:spread"}}]}), [],
@@ -126,6 +134,10 @@ CASES = [
      ["steps[0].map.function: 'json' has no function 'nope'"]),
     ("corrupt summary state", table({"summary": {"columns": ["price"], "state": "state.json"}}), [],
      ["summary.state: state.json: not a readable JSON state"]),
+    ("corrupt summary state batch file", table({"summary": {"columns": ["price"], "state": "state_folder"}}), [],
+     ["summary.state: state_folder/0123abcd.json: not a readable JSON state"]),
+    ("summary state under a file", table({"summary": {"columns": ["price"], "state": "afile/state"}}), [],
+     ["summary.state: afile/state: ", "/afile is a file, not a folder"]),
     # matrices
     (".npy holding a pickle", matrices({"format": "npy", "path": "pickled"}), [],
      ["pickled/b.npy: a pickled (object) array"]),
@@ -206,10 +218,21 @@ def test_summary_state_refuses_the_same_input_twice(workspace, capsys, monkeypat
     path = tmp_path / "case.yaml"
     path.write_text(yaml.safe_dump(config))
     assert main(["run", str(path)]) == 0
-    saved = state.read_text()
+    saved = {f.name: f.read_bytes() for f in state.iterdir()}
     assert main(["run", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: summary.state: {state}: input 'ticks' (fingerprint "), err
     assert "is already merged into the summary state" in err and len(err.strip().splitlines()) == 1
-    assert state.read_text() == saved
-    assert json.loads(saved)["sources"][0]["path"] == "ticks"
+    assert {f.name: f.read_bytes() for f in state.iterdir()} == saved and len(saved) == 1
+    assert json.loads(next(iter(saved.values())))["sources"][0]["path"] == "ticks"
+
+
+def test_a_keyed_rows_horizon_shorter_than_the_largest_key_runs(workspace, monkeypatch):
+    """The refusal above is for every key: 24 rows fit the 25 rows of each key, so the run goes on."""
+    import flows
+
+    monkeypatch.chdir(workspace)
+    config = table({"steps": [{"lookahead": {"horizon": 24, "columns": ["price"], "by": "symbol"}}]})
+    result = flows.run(config)
+    frame = pd.read_parquet(result.output)
+    assert frame["price_change_24r"].notna().sum() == 2  # the first row of each key has a full window

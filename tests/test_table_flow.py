@@ -3,8 +3,6 @@ committed only after the output is published, and the input is one listed set of
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,6 +13,7 @@ import flows
 import flows.table
 from flows.config import ParquetInput, SyntheticTicks
 from flows.sources import TableSource, synthetic_ticks
+from flows.state import StateStore
 
 IN_PROCESS = {"n_workers": 2, "threads_per_worker": 1, "processes": False}
 
@@ -79,6 +78,11 @@ def test_multi_key_parquet_values_equal_the_references(tmp_path, horizon):
     pd.testing.assert_frame_equal(pd.read_parquet(result.output), expected, check_dtype=False)
 
 
+def folder_contents(folder) -> dict[str, bytes]:
+    """Every file in ``folder`` by name, with its bytes (a state folder holds one file per batch)."""
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
 def write_batch(folder, rows: int, seed: int) -> pd.DataFrame:
     folder.mkdir()
     frame = multi_key_ticks(seed, rows)
@@ -94,7 +98,7 @@ def test_failed_publish_commits_no_state_and_the_rerun_is_accepted(tmp_path, mon
               "summary": {"columns": ["price"], "state": str(state)},
               "output": {"path": str(tmp_path / "out"), "overwrite": True}}
     flows.run(config, overrides={"input.path": str(tmp_path / "b1")})
-    committed = state.read_text()
+    committed = folder_contents(state)
 
     def fail(self):
         raise OSError("the disk filled up while publishing")
@@ -103,12 +107,13 @@ def test_failed_publish_commits_no_state_and_the_rerun_is_accepted(tmp_path, mon
         patch.setattr(flows.table.Publication, "publish", fail)
         with pytest.raises(OSError, match="disk filled up"):
             flows.run(config, overrides={"input.path": str(tmp_path / "b2")})
-    assert state.read_text() == committed  # batch 2 was not recorded
+    assert folder_contents(state) == committed  # batch 2 was not recorded
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out"), first, check_dtype=False)  # nor published
 
     result = flows.run(config, overrides={"input.path": str(tmp_path / "b2")})  # accepted
-    sources = [s["path"] for s in json.loads(state.read_text())["sources"]]
-    assert sources == [str(tmp_path / "b1"), str(tmp_path / "b2")]
+    sources = [s["path"] for s in StateStore.open(str(state), {}).read().sources]
+    assert sorted(sources) == [str(tmp_path / "b1"), str(tmp_path / "b2")]  # batch files merge in name order
+    assert len(folder_contents(state)) == 2  # one batch file per run
     both = pd.concat([first, second])["price"]
     assert result.summary.loc["price", "count"] == both.count()  # each batch merged exactly once
     assert result.summary.loc["price", "mean"] == pytest.approx(both.mean(), rel=1e-12)
