@@ -81,10 +81,10 @@ def stop_py_spy(processes: list[Any], folder: Path, top: int) -> None:
                 continue  # only the samples of running tasks (not the event loop, not idle pipes)
             total += int(count)
             own[frames[-1]] += int(count)
-            for frame in set(frames):
-                inclusive[frame] += int(count)
+            for function in {re.sub(r":\d+\)$", ")", f) for f in frames}:  # by function
+                inclusive[function] += int(count)
     print(f"\npy-spy: {total} samples inside running tasks (collapsed stacks in {folder})")
-    for title, table in (("own", own), ("inclusive", inclusive)):
+    for title, table in (("own (by line)", own), ("inclusive (by function)", inclusive)):
         print(f"top {top} by {title} samples:")
         for frame, count in sorted(table.items(), key=lambda kv: -kv[1])[:top]:
             print(f"  {100 * count / max(total, 1):5.1f}%  {frame[:130]}")
