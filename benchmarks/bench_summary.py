@@ -123,7 +123,7 @@ def report(name: str, median: float, times: list[float]) -> None:
         print(f"  SUSPICIOUS {name}: run(s) under 10% of the median ({', '.join(flagged)} s): a held result?")
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=float, default=50e6, help="rows in all (default 50e6)")
     parser.add_argument("--columns", type=int, default=4, help="float64 columns (default 4)")
@@ -135,21 +135,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads-per-worker", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-numpy", action="store_true", help="skip the single-process NumPy run")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def time_on_cluster(args: argparse.Namespace, sizes: list[int]) -> dict[str, tuple[float, list[float], object]]:
+    """Persist the data on a LocalCluster and time every Dask contender on it."""
     from distributed import Client, LocalCluster, wait
-
-    rows, partition_rows = int(args.rows), int(args.partition_rows)
-    sizes = partition_sizes(rows, partition_rows)
-    meta = make_partition(0, 0, args.columns, 0.0, args.seed)
-    print(
-        f"{rows:,} rows x {args.columns} columns, {len(sizes)} partitions, NaN share {args.nan_fraction}, "
-        f"{args.workers} workers x {args.threads_per_worker} threads, median of {args.repeats}"
-    )
-    import dask
 
     from flows.cluster import worker_environ  # the worker environment dask-flows runs with
 
+    meta = make_partition(0, 0, args.columns, 0.0, args.seed)
     with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ()}), LocalCluster(
         n_workers=args.workers,
         threads_per_worker=args.threads_per_worker,
@@ -188,7 +183,18 @@ def main(argv: list[str] | None = None) -> int:
             results[name] = timed(run, args.repeats, client, held)
             report(name, *results[name][:2])
         client.cancel(df)
+    return results
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    rows, partition_rows = int(args.rows), int(args.partition_rows)
+    sizes = partition_sizes(rows, partition_rows)
+    print(
+        f"{rows:,} rows x {args.columns} columns, {len(sizes)} partitions, NaN share {args.nan_fraction}, "
+        f"{args.workers} workers x {args.threads_per_worker} threads, median of {args.repeats}"
+    )
+    results = time_on_cluster(args, sizes)
     if not args.skip_numpy:
         local = pd.concat(
             [make_partition(i, n, args.columns, args.nan_fraction, args.seed) for i, n in enumerate(sizes)],

@@ -174,9 +174,22 @@ def main(argv: list[str] | None = None) -> int:
     same = all(np.array_equal(a, b, equal_nan=True) for a, b in zip(pandas_result, sparse_result))
     print(f"rolling max/min by sparse table: {'equal to pandas' if same else 'DIFFERENT'}; "
           f"longest window {int((end - start).max())} rows")
+    interleaved(ab_groups(file, frame, out, span, today), args.rounds)
+    print("\noutput partition size by write setting:")
+    for name, opts in WRITES.items():
+        print(f"  {name:<44}{write(out, **opts) / 2**20:8.1f} MiB")
+    return 0
+
+
+def ab_groups(file: str, frame: pd.DataFrame, out: pd.DataFrame, span: int,
+              today: tuple) -> dict[str, dict[str, Callable[[], Any]]]:
+    """The A/B groups: today's variant first in each."""
+    t = frame[bt.TIME].to_numpy().view(np.int64)
+    codes, n_groups = key_codes([frame], [bt.KEY])
+    order, start, end = today
+    price = frame["price"].to_numpy(dtype=np.float64)[order]
     categorical = frame.assign(**{bt.KEY: frame[bt.KEY].astype("category")})
-    sizes = {name: write(out, **opts) for name, opts in WRITES.items()}
-    groups = {
+    return {
         "window bounds (_windows: 4 searchsorted today)": {
             "today (composite searchsorted)": lambda: windows_today(codes, n_groups, t, span),
             "linear start + per-key searchsorted end": lambda: windows_linear_start(
@@ -204,11 +217,6 @@ def main(argv: list[str] | None = None) -> int:
             name: (lambda opts=opts: write(out, **opts)) for name, opts in WRITES.items()
         },
     }
-    interleaved(groups, args.rounds)
-    print("\noutput partition size by write setting:")
-    for name, size in sizes.items():
-        print(f"  {name:<44}{size / 2**20:8.1f} MiB")
-    return 0
 
 
 if __name__ == "__main__":
