@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_table as bt  # noqa: E402
 from pipelines._keys import key_codes, stable_order  # noqa: E402
+from pipelines.dedup import _dedup_partition  # noqa: E402
 from pipelines.lookahead import _Bounds, _Spec, _windows  # noqa: E402
 
 
@@ -189,6 +190,9 @@ def ab_groups(file: str, frame: pd.DataFrame, out: pd.DataFrame, span: int,
     order, start, end = today
     price = frame["price"].to_numpy(dtype=np.float64)[order]
     categorical = frame.assign(**{bt.KEY: frame[bt.KEY].astype("category")})
+    raw = pq.read_table(file).to_pandas()
+    needed = [bt.KEY, *bt.SUBSET]
+    carry = raw.groupby(bt.KEY).tail(1)[needed].reset_index(drop=True)  # like C_p: a row per key
     return {
         "window bounds (_windows: 4 searchsorted today)": {
             "today (composite searchsorted)": lambda: windows_today(codes, n_groups, t, span),
@@ -212,6 +216,13 @@ def ab_groups(file: str, frame: pd.DataFrame, out: pd.DataFrame, span: int,
             "today: two rolling calls": lambda: rolling_today(price, start, end),
             "sparse table (np.fmax/np.fmin), NumPy only": lambda: [
                 rolling_sparse_table(price, start, end, f) for f in (np.fmax, np.fmin)],
+        },
+        "dedup kernel: the carried rows in front of the partition": {
+            "today: _dedup_partition (concat carry + partition)": lambda: _dedup_partition(
+                raw, carry, [bt.KEY], bt.SUBSET, needed, True),
+            "its concat + key codes alone": lambda: key_codes(
+                [pd.concat([carry, raw[needed]], ignore_index=True)], [bt.KEY]),
+            "key codes of the partition alone (no concat)": lambda: key_codes([raw], [bt.KEY]),
         },
         "write one output partition (from_pandas + write_table)": {
             name: (lambda opts=opts: write(out, **opts)) for name, opts in WRITES.items()
