@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flows.matrices import synthetic_matrices  # noqa: E402
 from pipelines.compare import compare, zscore_rows  # noqa: E402
-from pipelines.grid import all_pairs  # noqa: E402
+from flows.compare import all_pairs  # noqa: E402
 
 TSLEARN_SNIPPET = r"""
 import json, sys, time

@@ -274,7 +274,7 @@ MatrixInput = Annotated[
 
 
 class CompareOptions(Strict):
-    """Options of the all-against-all grid (see pipelines.grid.all_pairs)."""
+    """Options of the all-against-all grid (see flows.compare.all_pairs)."""
 
     tile: int | None = Field(None, ge=1)  # None: 256 on CPU, 1024 on GPU
     normalize: Literal["zscore"] | None = None

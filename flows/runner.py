@@ -51,7 +51,8 @@ class SchedulerLostError(RuntimeError):
 
 def preflight(config: TableFlowConfig | CompareFlowConfig) -> None:
     """Cheap checks before any cluster starts: the input exists, the output may be written."""
-    from flows.io import check_target, expand_paths
+    from flows.io import expand_paths
+    from flows.publish import check_target
 
     source = config.input
     if source.format in ("parquet", "csv"):

@@ -29,7 +29,8 @@ from flows.config import (
     SummaryConfig,
     TableFlowConfig,
 )
-from flows.io import Publication, parquet_writer, read_json, read_table, write_json_atomic
+from flows.io import parquet_writer, read_json, read_table, write_json_atomic
+from flows.publish import Publication
 from flows.report import RunResult, StepReport, compute_seconds
 from pipelines.dedup import drop_consecutive_duplicates
 from pipelines.errors import InputError

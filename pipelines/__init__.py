@@ -6,9 +6,9 @@ Each step lives in a module of its own:
 - :mod:`pipelines.dedup` -- consecutive-duplicate removal across partitions
 - :mod:`pipelines.summary` -- mergeable moments, tree-reduced
 - :mod:`pipelines.compare` -- the matrix comparison kernel (NumPy or CuPy)
-- :mod:`pipelines.grid` -- the all-against-all task grid over the upper triangle
+- :mod:`pipelines.grid` -- the all-against-all grid: its plan (tiles) and tile kernels, pure
 
-``pipelines`` never imports ``flows``.
+``pipelines`` never imports ``flows``, ``zarr``, ``fsspec`` or ``ctypes``, and writes no files.
 """
 
 from pipelines.errors import InputError

@@ -48,16 +48,15 @@ Examples
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
 import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from pipelines._xp import array_module, cupy_or_none, resolve_device, to_host
 from pipelines.errors import InputError
@@ -182,8 +181,8 @@ def compare(a: Any, b: Any, normalize: str | None = None) -> tuple[float, int]:
         t = int(np.argmax(c))
         return float(np.clip(c[t], -1.0, 1.0)), t - (n - 1)
     nfft = fft_length(max(m, n))
-    sa = block_spectra([a], nfft, dtype="float64", prepared=True)
-    sb = block_spectra([b], nfft, dtype="float64", prepared=True)
+    sa = block_spectra([a], nfft, dtype="float64", checked=True)
+    sb = block_spectra([b], nfft, dtype="float64", checked=True)
     score, lag = score_block(sa, sb)
     return float(score[0, 0]), int(lag[0, 0])
 
@@ -221,11 +220,12 @@ def block_spectra(
     normalize: str | None = None,
     dtype: str = "float32",
     device: str = "cpu",
-    prepared: bool = False,
+    checked: bool = False,
 ) -> Spectra:
     """rfft every matrix of a block once (length ``nfft``), each scaled to unit Frobenius norm.
 
-    ``prepared=True``: the matrices are already validated (float64) and normalized as wanted.
+    ``checked=True``: the matrices are already validated float64 arrays with one row count
+    (:func:`check_matrix`), e.g. a set that ``flows.matrices`` built; they are not checked again.
     """
     check_options(normalize, dtype)
     xp = array_module(device)
@@ -238,9 +238,9 @@ def block_spectra(
     buf = np.zeros((count, rows, int(lengths.max())), dtype=real)
     nonzero = np.zeros(count, dtype=bool)
     for k, x in enumerate(matrices):
-        if not prepared:
+        if not checked:
             x = check_matrix(x, f"matrix {k}", rows=rows)
-        x, norm = prepare(x, None if prepared else normalize)
+        x, norm = prepare(x, normalize)
         if norm > 0.0:
             nonzero[k] = True
             buf[k, :, : x.shape[1]] = x / norm  # scaled in float64, then rounded once
@@ -278,47 +278,52 @@ class _Workspace(threading.local):
 _WORKSPACE = _Workspace()
 
 
-@functools.cache
-def _openblas_local_threads() -> Any:
-    """OpenBLAS's ``openblas_set_num_threads_local`` (>= 0.3.27) as loaded by NumPy, or ``None``.
+class _OneBlasThread:
+    """A process-wide "one BLAS thread" limit held while any task needs it (counted)."""
 
-    A tile's GEMMs are small and many: OpenBLAS waking its whole thread pool for each, from each
-    of several Dask threads at once, measured 9x slower than one BLAS thread per task here.
-    The *_local* setter changes the calling thread only, so concurrent tasks never race.
-    """
-    paths: list[str] = []
-    try:
-        with open("/proc/self/maps") as maps:
-            found = {ln.split()[-1] for ln in maps if "openblas" in ln.lower() and "/" in ln}
-        paths = sorted(found, key=lambda p: ("numpy" not in p, p))  # NumPy's own first
-    except OSError:
-        pass
-    if not paths:
-        root = Path(np.__file__).resolve().parent
-        patterns = ("../numpy.libs/*openblas*", ".dylibs/*openblas*")
-        paths = [str(p) for pattern in patterns for p in root.glob(pattern)]
-    for path in paths:
-        try:
-            setter = ctypes.CDLL(path).openblas_set_num_threads_local
-        except (OSError, AttributeError):
-            continue
-        setter.argtypes, setter.restype = [ctypes.c_int], ctypes.c_int
-        return setter
-    return None
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.users = 0
+        self.limit: Any = None
+
+    def enter(self) -> None:
+        with self.lock:
+            if self.users == 0:
+                self.limit = _blas_controller().limit(limits=1, user_api="blas")
+            self.users += 1
+
+    def exit(self) -> None:
+        with self.lock:
+            self.users -= 1
+            if self.users == 0 and self.limit is not None:
+                self.limit.restore_original_limits()
+                self.limit = None
+
+
+@functools.cache
+def _blas_controller() -> ThreadpoolController:
+    """The process's thread pools, inspected once (the inspection walks the loaded libraries)."""
+    return ThreadpoolController()
+
+
+_ONE_BLAS_THREAD = _OneBlasThread()
 
 
 @contextlib.contextmanager
 def single_threaded_blas() -> Any:
-    """NumPy's BLAS on one thread for the calling thread, within the block (no-op if unknown)."""
-    setter = _openblas_local_threads()
-    if setter is None:
-        yield
-        return
-    previous = setter(1)
+    """NumPy's BLAS on one thread within the block (threadpoolctl: OpenBLAS, MKL, BLIS...).
+
+    A tile's GEMMs are small and many: a BLAS waking its whole thread pool for each, from each of
+    several Dask threads at once, measured 9x slower than one BLAS thread per task here.
+    distributed's nanny already starts workers with one BLAS thread; this matters for threaded
+    and in-process runs. The limit is process-wide while any task holds it (the tasks are the
+    parallelism), and restored when the last one leaves.
+    """
+    _ONE_BLAS_THREAD.enter()
     try:
         yield
     finally:
-        setter(previous)
+        _ONE_BLAS_THREAD.exit()
 
 
 def _transpose_to_last(prod: Any, xp: Any) -> Any:
