@@ -40,11 +40,15 @@ from flows.matrices import MatrixSet, as_matrix_set, load_matrices
 from flows.report import RunResult, StepReport, task_seconds_by_prefix
 from pipelines.compare import DTYPES, NORMALIZE, fft_length
 from pipelines.errors import InputError
-from pipelines.grid import DEFAULT_TILE, GridSpec, Tile, assemble, plan_grid
+from pipelines.grid import DEFAULT_TILE, GridSpec, Tile, assemble, load_kernel, plan_grid
 
 
 # ----------------------------------------------------------------------------------------------
 # result handle
+def _array(name: str) -> property:
+    return property(lambda self: self[name], doc=f"The ``{name}`` array (NumPy; reads all of it).")
+
+
 @dataclass(repr=False)
 class GridResult:
     """What :func:`all_pairs` did. ``path`` is the published store (``None``: in memory)."""
@@ -60,6 +64,8 @@ class GridResult:
     top_k: int | None = None
     computed_pairs: int = 0
     arrays: dict[str, np.ndarray] | None = field(default=None)
+    window: int | None = None
+    kernel: str | None = None
 
     @property
     def pairs_per_second(self) -> float:
@@ -78,17 +84,11 @@ class GridResult:
         """``result["score"]`` etc. as a NumPy array (reads the whole array)."""
         return np.asarray(self.open()[name][...])
 
-    @property
-    def score(self) -> np.ndarray:
-        return self["score"]
-
-    @property
-    def lag(self) -> np.ndarray:
-        return self["lag"]
-
-    @property
-    def index(self) -> np.ndarray:
-        return self["index"]
+    score = _array("score")
+    lag = _array("lag")
+    index = _array("index")
+    offset_a = _array("offset_a")
+    offset_b = _array("offset_b")
 
     def to_dict(self) -> dict[str, Any]:
         """The numbers a run report shows."""
@@ -96,12 +96,14 @@ class GridResult:
             "path": self.path, "n": self.n, "pairs": self.pairs, "tiles": self.tiles,
             "computed_tiles": self.computed_tiles, "computed_pairs": self.computed_pairs,
             "seconds": round(self.seconds, 3), "pairs_per_second": round(self.pairs_per_second, 1),
-            "device": self.device, "top_k": self.top_k,
+            "device": self.device, "top_k": self.top_k, "window": self.window, "kernel": self.kernel,
         }
 
     def __repr__(self) -> str:
         where = self.path if self.path is not None else "<in memory>"
         mode = f", top_k={self.top_k}" if self.top_k else ""
+        mode += f", window={self.window}" if self.window else ""
+        mode += f", kernel={self.kernel}" if self.kernel else ""
         return (
             f"GridResult({where!r}: n={self.n:,}, pairs={self.pairs:,}, tiles={self.tiles:,} "
             f"({self.computed_tiles:,} computed), {self.seconds:.2f} s, "
@@ -111,8 +113,19 @@ class GridResult:
 
 # ----------------------------------------------------------------------------------------------
 # options
-def check_grid_options(n: int, tile: Any, top_k: Any, normalize: Any, dtype: Any) -> None:
+def check_grid_options(
+    n: int, tile: Any, top_k: Any, normalize: Any, dtype: Any, window: Any = None, kernel: Any = None,
+    symmetric: bool = True,
+) -> None:
     """Refuse bad grid options with the config key that holds them (``compare.tile``, ...)."""
+    if window is not None and (isinstance(window, bool) or int(window) != window or window < 1):
+        raise InputError(f"compare.window: {window!r} must be a positive integer")
+    if window is not None and kernel is not None:
+        raise InputError("compare.kernel: a user kernel takes no window (compare.window); give one of them")
+    if not symmetric and kernel is None:
+        raise InputError("compare.symmetric: false needs a user kernel (compare.kernel); the built-in ones are symmetric")
+    if kernel is not None:
+        load_kernel(kernel, "compare.kernel")
     if normalize not in NORMALIZE:
         raise InputError(f"compare.normalize: {normalize!r} is not one of None, 'zscore'")
     if str(dtype) not in DTYPES:
@@ -121,6 +134,22 @@ def check_grid_options(n: int, tile: Any, top_k: Any, normalize: Any, dtype: Any
         raise InputError(f"compare.tile: {tile} must be a positive integer")
     if top_k is not None and not 1 <= int(top_k) <= n - 1:
         raise InputError(f"compare.top_k: {top_k} must be between 1 and n - 1 = {n - 1}")
+
+
+def _kernel_problem(path: str) -> str | None:
+    try:
+        load_kernel(path, "compare.kernel")
+    except InputError as error:
+        return str(error)
+    return None
+
+
+def check_kernel_on_workers(kernel: str, client: Any) -> None:
+    """A user kernel must import on every worker too (it travels by name), before any compute."""
+    problems = {worker: problem for worker, problem in client.run(_kernel_problem, kernel).items() if problem}
+    if problems:
+        worker, problem = next(iter(problems.items()))
+        raise InputError(f"{problem} on worker {worker}")
 
 
 def _store_layout(spec: GridSpec, n: int, tile: int) -> tuple[dict[str, tuple], dict[str, tuple]]:
@@ -154,6 +183,9 @@ def all_pairs(
     top_k: int | None = None,
     normalize: str | None = None,
     dtype: str = "float32",
+    window: int | None = None,
+    kernel: str | None = None,
+    symmetric: bool = True,
     client: Any = None,
     overwrite: bool = False,
     progress: bool = False,
@@ -164,20 +196,28 @@ def all_pairs(
     mapping name -> array, or a sequence of 2-D arrays (names ``"0", "1", ...`` unless ``names``).
     ``tile``: matrices per block (default 256 on CPU, 1024 on GPU). ``out``: a local path for the
     Zarr store (``None``: in memory). ``progress``: distributed's progress bar over the tiles.
+    ``window``: the windowed comparison (arrays ``score``, ``offset_a``, ``offset_b``; NaN and -1
+    for a pair with a matrix shorter than the window). ``kernel``: a user kernel
+    ``"module:function"``, ``f(list_of_a, list_of_b) -> len(a) x len(b)`` (array ``score``),
+    importable here and on every worker; ``symmetric=False`` computes the full square.
     Errors name the config key of the option (``compare.top_k``, ``output.path``, ...).
     """
     started = time.perf_counter()
     matrices = as_matrix_set(matrices, names)
     n = len(matrices.arrays)
-    check_grid_options(n, tile, top_k, normalize, dtype)
+    check_grid_options(n, tile, top_k, normalize, dtype, window, kernel, symmetric)
     client = current_client(client)
     device = grid_device(device, client)
+    if kernel is not None and client is not None:
+        check_kernel_on_workers(kernel, client)
     tile = int(tile if tile is not None else DEFAULT_TILE[device])
     top_k = None if top_k is None else int(top_k)
-    nfft = fft_length(max(x.shape[1] for x in matrices.arrays))
-    spec = GridSpec(nfft=nfft, normalize=normalize, dtype=str(dtype), device=device, top_k=top_k)
-    plan = plan_grid(n, tile)
-    options = {"normalize": normalize, "dtype": str(dtype), "tile": tile, "top_k": top_k}
+    window = None if window is None else int(window)
+    nfft = fft_length(max(x.shape[1] for x in matrices.arrays)) if window is None and kernel is None else 0
+    spec = GridSpec(nfft, normalize, str(dtype), device, top_k, window, kernel, bool(symmetric))
+    plan = plan_grid(n, tile, spec.symmetric)
+    options = {"normalize": normalize, "dtype": str(dtype), "tile": tile, "top_k": top_k, "window": window,
+               "kernel": kernel, "symmetric": spec.symmetric}
     store, done, sink = None, set(), MemorySink()
     if out is not None:
         store, done = _open_store(out, overwrite, matrices, spec, options, tile)
@@ -188,7 +228,7 @@ def all_pairs(
     return GridResult(
         path=path, n=n, names=matrices.names, pairs=sum(t.pairs for t in plan), tiles=len(plan),
         computed_tiles=len(todo), seconds=time.perf_counter() - started, device=device, top_k=top_k,
-        computed_pairs=sum(t.pairs for t in todo), arrays=arrays,
+        computed_pairs=sum(t.pairs for t in todo), arrays=arrays, window=window, kernel=kernel,
     )
 
 
@@ -207,6 +247,7 @@ class ComparePlan:
     matrices: MatrixSet
     tile: int | None
     output: str
+    symmetric: bool = True
 
     def describe(self) -> str:
         """A few lines: how many matrices, of which shape, in how many tiles."""
@@ -214,10 +255,10 @@ class ComparePlan:
         n = len(arrays)
         lengths = [a.shape[1] for a in arrays]
         tile = self.tile or DEFAULT_TILE["cpu"]
-        tiles = len(plan_grid(n, tile))
+        plan = plan_grid(n, tile, self.symmetric)
         return (
             f"input      {n} matrices of {arrays[0].shape[0]} rows, {min(lengths)}-{max(lengths)} columns\n"
-            f"grid       {n * (n - 1) // 2:,} pairs in {tiles} tiles of up to {tile} x {tile}"
+            f"grid       {sum(t.pairs for t in plan):,} pairs in {len(plan)} tiles of up to {tile} x {tile}"
             f"{'' if self.tile else ' (on CPU; 1024 on GPU)'}\n"
             f"output     {self.output} (staged in {self.output}.tmp-<fingerprint>, resumable)"
         )
@@ -228,7 +269,9 @@ def plan_compare(config: CompareFlowConfig) -> ComparePlan:
     culprit file or array if bad)."""
     local_path(config.output.path)
     matrices = load_matrices(config.input)
-    return ComparePlan(matrices, config.compare.tile, config.output.path)
+    o = config.compare
+    check_grid_options(len(matrices.names), o.tile, o.top_k, o.normalize, o.dtype, o.window, o.kernel, o.symmetric)
+    return ComparePlan(matrices, o.tile, config.output.path, o.symmetric)
 
 
 def run_compare(
@@ -240,7 +283,8 @@ def run_compare(
     with get_task_stream(client) as stream:
         grid = all_pairs(
             plan.matrices, tile=options.tile, device=options.device, out=config.output.path,
-            top_k=options.top_k, normalize=options.normalize, dtype=options.dtype, client=client,
+            top_k=options.top_k, normalize=options.normalize, dtype=options.dtype, window=options.window,
+            kernel=options.kernel, symmetric=options.symmetric, client=client,
             overwrite=config.output.overwrite, progress=show_progress,
         )
     task_seconds = sum(task_seconds_by_prefix(stream.data).values())
@@ -251,4 +295,7 @@ def run_compare(
     return result
 
 
-__all__ = ["ComparePlan", "GridResult", "all_pairs", "check_grid_options", "plan_compare", "run_compare"]
+__all__ = [
+    "ComparePlan", "GridResult", "all_pairs", "check_grid_options", "check_kernel_on_workers", "plan_compare",
+    "run_compare",
+]

@@ -129,7 +129,8 @@ class _Runner:
 
         try:
             if self.progress and tasks:
-                progress_bar(tasks)
+                with self.client.as_current():  # the bar looks for the current client
+                    progress_bar(tasks)
             # the loop given: the client need not be the default one
             for future in as_completed(tasks, loop=self.client.loop):
                 if future.status == "error":

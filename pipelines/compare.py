@@ -188,6 +188,73 @@ def compare(a: Any, b: Any, normalize: str | None = None) -> tuple[float, int]:
 
 
 # ----------------------------------------------------------------------------------------------
+# one pair, windowed: the best-matching pair of w-column windows
+def check_window(window: Any, m: int, n: int) -> int:
+    """``window`` as an int in ``[1, min(m, n)]``, or a :class:`ValueError` naming ``window``."""
+    if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 1:
+        raise InputError(f"window: {window!r} must be a positive integer")
+    if window > min(m, n):
+        raise InputError(f"window: {window} is longer than the matrices' columns ({m} and {n})")
+    return int(window)
+
+
+def window_table(a: Any, b: Any, window: int) -> np.ndarray:
+    """The S table of ``a`` (r x m) and ``b`` (r x n): ``S[p, q] = sum_{t < w} C[p+t, q+t]``
+    with ``C = a.T @ b``, for ``0 <= p <= m - w``, ``0 <= q <= n - w`` (float64).
+
+    Equal to ``scipy.signal.convolve2d(a.T @ b, np.eye(w), mode="valid")``; ``S[p, q]`` is the
+    Frobenius inner product of the windows ``a[:, p:p+w]`` and ``b[:, q:q+w]``.
+
+    >>> a = np.arange(8.0).reshape(2, 4)
+    >>> window_table(a, a[:, 1:], 2)
+    array([[52., 62.],
+           [66., 80.],
+           [80., 98.]])
+    """
+    a = check_matrix(a, "a")
+    b = check_matrix(b, "b", rows=a.shape[0])
+    w = check_window(window, a.shape[1], b.shape[1])
+    c = a.T @ b
+    p, q = a.shape[1] - w + 1, b.shape[1] - w + 1
+    table = c[:p, :q].copy()
+    for t in range(1, w):  # w shifted slices: every entry a plain sum of its w terms
+        table += c[t : t + p, t : t + q]
+    return table
+
+
+def window_squares(x: np.ndarray, window: int) -> np.ndarray:
+    """``||x[:, p:p+w]||_F ** 2`` for every window ``p`` (float64; exactly 0 for a zero window).
+
+    >>> window_squares(np.array([[3.0, 4.0, 0.0]]), 2)
+    array([25., 16.])
+    """
+    squares = np.square(np.asarray(x, dtype=np.float64)).sum(axis=0)
+    return np.lib.stride_tricks.sliding_window_view(squares, window).sum(axis=-1)
+
+
+def compare_window(a: Any, b: Any, window: int, normalize: str | None = None) -> tuple[float, int, int]:
+    """``(score, p, q)``: the cosine of the best-matching pair of ``window``-column windows.
+
+    ``score = max_{p,q} S[p, q] / (||a[:, p:p+w]||_F ||b[:, q:q+w]||_F)`` (:func:`window_table`;
+    a window pair with a zero norm scores 0); ties go to the smallest ``p``, then the smallest
+    ``q``. ``normalize="zscore"`` z-scores the rows first. Float64.
+
+    >>> a = np.array([[0.0, 1.0, 2.0, 0.0, 5.0]])
+    >>> compare_window(a, np.array([[7.0, 1.0, 2.0]]), 2)
+    (1.0, 1, 1)
+    """
+    check_options(normalize, "float64")
+    a, _ = prepare(check_matrix(a, "a"), normalize)
+    b, _ = prepare(check_matrix(b, "b", rows=a.shape[0]), normalize)
+    table = window_table(a, b, window)
+    # sqrt(|a_p|^2 |b_q|^2): for identical windows of exact (e.g. integer) data, exactly S[p, q]
+    norms = np.sqrt(np.outer(window_squares(a, window), window_squares(b, window)))
+    ratio = np.divide(table, norms, out=np.zeros_like(table), where=norms > 0)
+    p, q = np.unravel_index(int(np.argmax(ratio)), ratio.shape)  # the first maximum, row-major
+    return float(np.clip(ratio[p, q], -1.0, 1.0)), int(p), int(q)
+
+
+# ----------------------------------------------------------------------------------------------
 # the batched kernel
 @dataclass
 class Spectra:
@@ -459,7 +526,7 @@ def score_matrices(
 
 
 __all__ = [
-    "Spectra", "array_module", "block_spectra", "check_matrix", "check_options", "compare",
-    "correlation", "cupy_or_none", "fft_length", "resolve_device", "score_block", "score_matrices",
-    "single_threaded_blas", "to_host", "zscore_rows",
+    "Spectra", "array_module", "block_spectra", "check_matrix", "check_options", "check_window",
+    "compare", "compare_window", "correlation", "cupy_or_none", "fft_length", "resolve_device", "score_block", "score_matrices",
+    "single_threaded_blas", "to_host", "window_squares", "window_table", "zscore_rows",
 ]

@@ -7,9 +7,11 @@ In the spirit of rechunker, planning and computing are apart from running and st
   Pure arithmetic, no data.
 - The tile kernels are plain functions of NumPy arrays, driven by a small picklable
   :class:`GridSpec`: :func:`prepare_block` turns a block of ``tile`` matrices into what the kernel
-  needs once per block (the spectra of :mod:`pipelines.compare`), :func:`score_tile` scores a
-  tile's pairs into named arrays (``score`` and ``lag``), :func:`mirror` gives the transposed
-  tile (``score[j, i] = score[i, j]``, ``lag[j, i] = -lag[i, j]`` exactly), and
+  needs once per block (the spectra of :mod:`pipelines.compare`, the windows of
+  :mod:`pipelines.window`, or the matrices for a user kernel), :func:`score_tile` scores a tile's
+  pairs into named arrays (``score`` and ``lag``; ``score``, ``offset_a`` and ``offset_b`` with a
+  window; ``score`` for a user kernel), :func:`mirror` gives the transposed tile
+  (``score[j, i] = score[i, j]``, ``lag[j, i] = -lag[i, j]``, the offsets swapped), and
   :func:`tile_candidates` / :func:`merge_candidates` keep each row's K best columns (score
   descending, then index ascending) without an N x N array.
 
@@ -35,19 +37,28 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import pkgutil
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from pipelines.compare import DTYPES, block_spectra, fft_length, score_block
+from pipelines._xp import to_host
+from pipelines.compare import DTYPES, block_spectra, fft_length, prepare, score_block
 from pipelines.errors import InputError
+from pipelines.window import score_window_block, self_scores, window_block
 
 DEFAULT_TILE = {"cpu": 256, "cuda": 1024}
-DEFINITION = "c[k] = sum_i sum_j a[i, j+k] b[i, j]; score = max_k c[k] / (|a|_F |b|_F)"
+DEFINITIONS = {
+    "full": "c[k] = sum_i sum_j a[i, j+k] b[i, j]; score = max_k c[k] / (|a|_F |b|_F)",
+    "window": "S = conv2(a.T @ b, eye(w), 'valid'); score = max_pq S[p, q] / (|a[:, p:p+w]|_F |b[:, q:q+w]|_F)",
+    "kernel": "score = {kernel}(matrices_a, matrices_b)",
+}
 # how a named result array maps onto the transposed tile: (its name there, the sign)
-MIRRORED = {"score": ("score", 1), "lag": ("lag", -1)}
+MIRRORED = {
+    "score": ("score", 1), "lag": ("lag", -1), "offset_a": ("offset_b", 1), "offset_b": ("offset_a", 1),
+}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -123,24 +134,57 @@ def plan_grid(n: int, tile: int, symmetric: bool = True) -> list[Tile]:
 class GridSpec:
     """The comparison a grid computes (small and picklable: it travels with every task).
 
-    ``nfft``: the FFT length for the longest matrix (:func:`pipelines.compare.fft_length`);
-    ``dtype``: the kernel's float type; ``top_k``: keep each row's K best columns only.
+    The kind: the full comparison (``lag``), ``window`` (the best pair of ``window``-column
+    windows: ``offset_a``, ``offset_b``), or a user ``kernel`` (``"module:function"``, a batched
+    ``f(list_of_a, list_of_b) -> len(a) x len(b)`` array; ``symmetric=False`` computes the
+    full square). ``nfft``: the FFT length of the full comparison
+    (:func:`pipelines.compare.fft_length` of the longest matrix); ``dtype``: the float type of
+    the scores; ``top_k``: keep each row's K best columns only.
     """
 
-    nfft: int
+    nfft: int = 0
     normalize: str | None = None
     dtype: str = "float32"
     device: str = "cpu"
     top_k: int | None = None
+    window: int | None = None
+    kernel: str | None = None
+    symmetric: bool = True
+
+    @property
+    def kind(self) -> str:
+        return "kernel" if self.kernel else "window" if self.window else "full"
 
     @property
     def fields(self) -> dict[str, Any]:
         """The named result arrays of a tile and their dtypes."""
-        return {"score": DTYPES[self.dtype][0], "lag": np.int32}
+        real = DTYPES[self.dtype][0]
+        if self.kind == "window":
+            return {"score": real, "offset_a": np.int32, "offset_b": np.int32}
+        return {"score": real} if self.kind == "kernel" else {"score": real, "lag": np.int32}
 
     @property
     def definition(self) -> str:
-        return DEFINITION
+        return DEFINITIONS[self.kind].format(kernel=self.kernel)
+
+
+def load_kernel(path: str, key: str = "kernel") -> Callable[..., Any]:
+    """The user kernel ``"module:function"``, or an :class:`InputError` naming ``key``.
+
+    >>> load_kernel("numpy:dot").__name__
+    'dot'
+    >>> load_kernel("no_such_module_here:f", key="compare.kernel")
+    Traceback (most recent call last):
+    ...
+    pipelines.errors.InputError: compare.kernel: cannot import 'no_such_module_here:f' (ModuleNotFoundError: No module named 'no_such_module_here')
+    """
+    try:
+        function = pkgutil.resolve_name(path)
+    except Exception as error:  # ImportError, AttributeError, ValueError, or the module's own
+        raise InputError(f"{key}: cannot import {path!r} ({type(error).__name__}: {error})") from None
+    if not callable(function):
+        raise InputError(f"{key}: {path!r} is not a function")
+    return function
 
 
 def prepare_block(matrices: Sequence[np.ndarray], spec: GridSpec) -> Any:
@@ -148,6 +192,12 @@ def prepare_block(matrices: Sequence[np.ndarray], spec: GridSpec) -> Any:
 
     ``matrices``: validated float64 arrays with the same row count (not checked again here).
     """
+    if spec.kind == "kernel":
+        return [prepare(x, spec.normalize)[0] for x in matrices]
+    if spec.kind == "window":
+        return window_block(
+            matrices, spec.window, normalize=spec.normalize, dtype=spec.dtype, device=spec.device, checked=True
+        )
     return block_spectra(
         matrices, spec.nfft, normalize=spec.normalize, dtype=spec.dtype, device=spec.device, checked=True
     )
@@ -155,13 +205,34 @@ def prepare_block(matrices: Sequence[np.ndarray], spec: GridSpec) -> Any:
 
 def score_tile(block_a: Any, block_b: Any, tile: Tile, spec: GridSpec) -> dict[str, np.ndarray]:
     """The tile's named result arrays, ``(rows, cols)`` each; a folded tile comes complete
-    (pairs i < j mirrored, the diagonal 1 / 0, or 0 / 0 for a zero matrix)."""
+    (pairs i < j mirrored, the diagonal as the kind defines it: 1 at lag 0 (0 for a zero
+    matrix); 1 at the first non-zero window; the user kernel's own)."""
+    if spec.kind == "kernel":
+        return _kernel_tile(block_a, block_b, tile, spec)
+    if spec.kind == "window":
+        score, off_a, off_b = score_window_block(block_a, block_b, upper=tile.folded)
+        arrays = {"score": score, "offset_a": off_a, "offset_b": off_b}
+        return fold(arrays, self_scores(block_a)) if tile.folded else arrays
     score, lag = score_block(block_a, block_b, upper=tile.folded)
     arrays = {"score": score, "lag": lag}
     if tile.folded:
         diagonal = {"score": block_a.nonzero.astype(score.dtype), "lag": np.zeros(len(score), np.int32)}
         arrays = fold(arrays, diagonal)
     return arrays
+
+
+def _kernel_tile(block_a: list, block_b: list, tile: Tile, spec: GridSpec) -> dict[str, np.ndarray]:
+    """The user kernel on the tile's matrices; a folded tile keeps its upper triangle and diagonal."""
+    values = load_kernel(spec.kernel)(block_a, block_b)
+    score = to_host(values).astype(DTYPES[spec.dtype][0], copy=False)
+    if score.shape != (len(block_a), len(block_b)):
+        raise ValueError(
+            f"compare.kernel: {spec.kernel} returned shape {score.shape} for {len(block_a)} x "
+            f"{len(block_b)} matrices"
+        )
+    if tile.folded:
+        return fold({"score": score}, {"score": np.diagonal(score).copy()})
+    return {"score": score}
 
 
 def mirror(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -196,17 +267,22 @@ def fold(arrays: Mapping[str, np.ndarray], diagonal: Mapping[str, np.ndarray]) -
 
 # ----------------------------------------------------------------------------------------------
 # top k
+def _sort_key(score: np.ndarray) -> np.ndarray:
+    """Ascending order = score descending, NaN (no score) after every number."""
+    return np.where(np.isnan(score), np.inf, -score.astype(np.float64))
+
+
 def candidates(arrays: Mapping[str, np.ndarray], cols0: int, k: int, exclude_diagonal: bool) -> dict[str, np.ndarray]:
-    """Each row's ``k`` best columns (score descending, column ascending; NaN last).
+    """Each row's ``k`` best columns (score descending, column ascending; NaN last; with
+    ``exclude_diagonal`` never the row itself).
 
     ``index`` (int64, offset by ``cols0``) and every array of ``arrays`` at those columns.
     """
-    score = arrays["score"]
+    key = _sort_key(arrays["score"])
     if exclude_diagonal:
-        score = score.copy()
-        score[np.diag_indices_from(score)] = -np.inf
-    k = min(k, score.shape[1] - (1 if exclude_diagonal else 0))
-    order = np.argsort(-score, axis=1, kind="stable")[:, :k]
+        key[np.diag_indices_from(key)] = np.nan  # after every other column, NaN scores included
+    k = min(k, key.shape[1] - (1 if exclude_diagonal else 0))
+    order = np.argsort(key, axis=1, kind="stable")[:, :k]
     picked = {name: np.take_along_axis(values, order, axis=1) for name, values in arrays.items()}
     return {"index": (order + cols0).astype(np.int64), **picked}
 
@@ -222,7 +298,7 @@ def tile_candidates(arrays: Mapping[str, np.ndarray], tile: Tile, k: int) -> tup
 def merge_candidates(parts: Sequence[Mapping[str, np.ndarray]], k: int) -> dict[str, np.ndarray]:
     """The ``k`` best of a row block's candidates from all its tiles (ties: smaller index)."""
     joined = {name: np.concatenate([p[name] for p in parts], axis=1) for name in parts[0]}
-    order = np.lexsort((joined["index"], -joined["score"]), axis=-1)[:, :k]
+    order = np.lexsort((joined["index"], _sort_key(joined["score"])), axis=-1)[:, :k]
     return {name: np.take_along_axis(values, order, axis=1) for name, values in joined.items()}
 
 
@@ -239,6 +315,6 @@ def assemble(n: int, tiles: Sequence[Tile], results: Sequence[Mapping[str, np.nd
 
 
 __all__ = [
-    "DEFAULT_TILE", "GridSpec", "Tile", "assemble", "blocks", "candidates", "fold", "merge_candidates",
-    "mirror", "plan_grid", "prepare_block", "score_tile", "tile_candidates",
+    "DEFAULT_TILE", "GridSpec", "Tile", "assemble", "blocks", "candidates", "fold", "load_kernel",
+    "merge_candidates", "mirror", "plan_grid", "prepare_block", "score_tile", "tile_candidates",
 ]
