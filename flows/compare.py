@@ -118,7 +118,7 @@ def check_grid_options(
     symmetric: bool = True,
 ) -> None:
     """Refuse bad grid options with the config key that holds them (``compare.tile``, ...)."""
-    if window is not None and (isinstance(window, bool) or int(window) != window or window < 1):
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 1):
         raise InputError(f"compare.window: {window!r} must be a positive integer")
     if window is not None and kernel is not None:
         raise InputError("compare.kernel: a user kernel takes no window (compare.window); give one of them")

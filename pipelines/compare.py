@@ -6,8 +6,10 @@ For ``a`` (r x m) and ``b`` (r x n) with the same r::
     score = max_k c[k] / (||a||_F ||b||_F)          in [-1, 1]
     lag   = the k of that max (the smallest k on ties)
 
-A zero matrix scores ``(0, 0)``, also against itself. ``normalize="zscore"`` z-normalizes each row
-first (a constant row becomes zeros).
+A zero matrix scores ``(0, 0)``, also against itself. ``normalize="zscore"`` z-normalizes each
+row first (a constant row becomes zeros). The windowed comparison (the best pair of w-column
+windows: :func:`compare_window`, and its S table :func:`window_table`) is here too; its batched
+kernel is :mod:`pipelines.window`.
 
 Two forms:
 

@@ -93,7 +93,7 @@ def window_block(
     ``checked=True``: the matrices are validated float64 arrays already (not checked again).
     """
     check_options(normalize, dtype)
-    if isinstance(window, bool) or int(window) != window or window < 1:
+    if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 1:
         raise InputError(f"window: {window!r} must be a positive integer")
     w, real = int(window), DTYPES[str(dtype)][0]
     rows = np.asarray(matrices[0]).shape[0]

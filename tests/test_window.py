@@ -312,3 +312,24 @@ def test_flow_with_window_and_kernel(tmp_path):
                           env=subprocess_env(), timeout=120)
     assert done.returncode == 2 and "compare.kernel: cannot import 'no_such_pkg:f'" in done.stderr
     assert not (tmp_path / "k.zarr").exists()
+
+
+def test_the_window_kernel_device_path_on_numpy(monkeypatch):
+    """device=cuda through the windowed kernel, NumPy standing in for CuPy (no GPU here)."""
+    from pipelines import window
+
+    class NumpyAsDevice:  # NumPy's functions, but not numpy: the kernel's device branch
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+    monkeypatch.setattr(window, "array_module", lambda device: NumpyAsDevice() if device == "cuda" else np)
+    mats = mats_of(10, 14, lengths=(2, 20))
+    host = window.window_block(mats, 4, dtype="float64")
+    device = window.window_block(mats, 4, dtype="float64", device="cuda")
+    assert device.device == "cuda" and host.device == "cpu"
+    for upper in (False, True):
+        expected = window.score_window_block(host, host, upper=upper)
+        found = window.score_window_block(device, device, upper=upper, chunk_bytes=5000)
+        iu = np.triu_indices(14, 1) if upper else np.nonzero(np.ones((14, 14), bool))
+        np.testing.assert_allclose(found[0][iu], expected[0][iu], rtol=0, atol=1e-13)
+        assert (found[1][iu] == expected[1][iu]).all() and (found[2][iu] == expected[2][iu]).all()
