@@ -71,14 +71,14 @@ class WindowBlock:
     with a non-zero norm (-1: none).
     """
 
+    window: int
+    dtype: str
+    device: str
     rows: Any
     cols: Any
     inv_norms: Any
     windows: np.ndarray
     first: np.ndarray
-    window: int
-    dtype: str
-    device: str
 
     def __len__(self) -> int:
         return len(self.windows)
@@ -115,8 +115,9 @@ def window_block(
     xp = array_module(device)
     data = xp.asarray(data)
     return WindowBlock(
-        data, xp.ascontiguousarray(data.transpose(0, 2, 1)), xp.asarray(inv.astype(real)), windows, first, w,
-        str(dtype), "cuda" if xp is not np else "cpu",
+        window=w, dtype=str(dtype), device="cuda" if xp is not np else "cpu", rows=data,
+        cols=xp.ascontiguousarray(data.transpose(0, 2, 1)), inv_norms=xp.asarray(inv.astype(real)),
+        windows=windows, first=first,
     )
 
 
