@@ -216,13 +216,23 @@ MatrixInput = Annotated[
 
 
 class CompareOptions(Strict):
-    """Options of the all-against-all grid (see pipelines.grid.all_pairs)."""
+    """Options of the all-against-all grid (see flows.compare.all_pairs)."""
 
     tile: int | None = Field(None, ge=1)  # None: 256 on CPU, 1024 on GPU
     normalize: Literal["zscore"] | None = None
     top_k: int | None = Field(None, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["float32", "float64"] = "float32"
+    window: int | None = Field(None, ge=1)  # the best pair of w-column windows instead of whole shifts
+    kernel: str | None = None  # "module:function", f(list_of_a, list_of_b) -> len(a) x len(b) scores
+    symmetric: bool = True  # false: a user kernel's full square
+
+    @field_validator("kernel")
+    @classmethod
+    def _kernel(cls, value: str | None) -> str | None:
+        if value is not None and not all(value.partition(":")[::2]):
+            raise ValueError(f"{value!r} is not of the form 'module:function'")
+        return value
 
 
 class CompareFlowConfig(Strict):

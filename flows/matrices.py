@@ -22,7 +22,7 @@ Examples
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -33,11 +33,45 @@ from pipelines.errors import InputError, first_line
 
 
 class MatrixSet(NamedTuple):
+    """Validated matrices: unique names in order, float64 2-D arrays with one row count.
+
+    Built only here (:func:`load_matrices`, :func:`as_matrix_set`, :func:`synthetic_matrices`);
+    whoever receives one uses its arrays as they are, without checking them again.
+    """
+
     names: list[str]
     arrays: list[np.ndarray]
 
-    def as_dict(self) -> dict[str, np.ndarray]:
-        return dict(zip(self.names, self.arrays, strict=True))
+
+def as_matrix_set(matrices: Any, names: Sequence[str] | None = None) -> MatrixSet:
+    """A :class:`MatrixSet` from what a Python caller has: a set already, a mapping name -> array,
+    or a sequence of arrays (named by ``names``, default ``"0", "1", ...``). Validated once.
+
+    >>> as_matrix_set([np.ones((2, 3)), np.zeros((2, 1))]).names
+    ['0', '1']
+    >>> as_matrix_set({"a": np.ones((2, 3)), "b": np.ones((3, 3))})
+    Traceback (most recent call last):
+    ...
+    pipelines.errors.InputError: matrix 'b': 3 rows, expected 2 like the others
+    """
+    if isinstance(matrices, MatrixSet):
+        if names is not None:
+            raise InputError("names: give names or a matrix set, not both")
+        return matrices
+    if isinstance(matrices, Mapping):
+        if names is not None:
+            raise InputError("names: give names or a mapping of matrices, not both")
+        names, arrays = [str(k) for k in matrices], list(matrices.values())
+    else:
+        arrays = list(matrices)
+        names = [str(k) for k in range(len(arrays))] if names is None else [str(x) for x in names]
+    if len(names) != len(arrays):
+        raise InputError(f"names: {len(names)} names for {len(arrays)} matrices")
+    if len(set(names)) != len(names):
+        raise InputError("names: not unique")
+    if not arrays:
+        raise InputError("matrices: none given")
+    return MatrixSet(names, _validate([f"matrix {name!r}" for name in names], arrays))
 
 
 def _spec(source: Any) -> dict[str, Any]:
@@ -46,7 +80,7 @@ def _spec(source: Any) -> dict[str, Any]:
         return source.model_dump()
     if isinstance(source, Mapping):
         if "format" not in source:
-            raise InputError("input: a matrix source needs a format (npy, npz, zarr, synthetic)")
+            raise InputError("input.format: field required (npy, npz, zarr, synthetic)")
         return dict(source)
     if isinstance(source, str | os.PathLike):
         path = Path(source)
@@ -56,7 +90,7 @@ def _spec(source: Any) -> dict[str, Any]:
             return {"format": "zarr", "path": str(path)}
         if path.is_dir():
             return {"format": "npy", "path": str(path)}
-        raise InputError(f"input: {path}: not a folder of .npy files, an .npz file or a Zarr group")
+        raise InputError(f"input.path: {path}: not a folder of .npy files, an .npz file or a Zarr group")
     raise InputError(f"input: {source!r} is not a matrix source")
 
 
@@ -75,7 +109,7 @@ def load_matrices(source: Any) -> MatrixSet:
         return synthetic_matrices(**{k: spec[k] for k in keys if k in spec})
     else:
         raise InputError(f"input.format: {fmt!r} is not one of npy, npz, zarr, synthetic")
-    return MatrixSet(names, _validate(names, arrays))
+    return MatrixSet(names, arrays)  # each reader validated its arrays
 
 
 def _validate(labels: list[str], arrays: list[Any]) -> list[np.ndarray]:
@@ -181,9 +215,9 @@ def synthetic_matrices(
     """
     n, rows, min_len, max_len = int(n), int(rows), int(min_len), int(max_len)
     if n < 1 or rows < 1 or min_len < 1:
-        raise InputError("input: synthetic n, rows and min_len must be >= 1")
+        raise InputError("input.n, input.rows, input.min_len: synthetic sizes must be >= 1")
     if max_len < min_len:
-        raise InputError(f"input: synthetic max_len {max_len} < min_len {min_len}")
+        raise InputError(f"input.max_len: {max_len} < input.min_len {min_len}")
     rng = np.random.default_rng(seed)
     families = max(1, n // 10)
     span = 2 * max_len
@@ -200,7 +234,7 @@ def synthetic_matrices(
         x = protos[family[k], :, start : start + length] + 0.5 * rng.standard_normal((rows, length))
         names.append(f"m{k:0{width}d}")
         arrays.append(x)
-    return MatrixSet(names, arrays)
+    return MatrixSet(names, arrays)  # valid by construction
 
 
-__all__ = ["MatrixSet", "load_matrices", "synthetic_matrices"]
+__all__ = ["MatrixSet", "as_matrix_set", "load_matrices", "synthetic_matrices"]

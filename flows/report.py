@@ -44,7 +44,7 @@ class RunResult:
     summary_state : str or None
         Where the merged summary state was saved.
     compare : object or None
-        The compare grid's result handle (``pipelines.grid``), for compare flows.
+        The compare grid's result handle (:class:`flows.compare.GridResult`), for compare flows.
     scheduler : str
         The scheduler the run used.
     dry_run : bool

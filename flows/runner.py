@@ -35,7 +35,7 @@ def preflight(config: FlowConfig) -> None:
     A table input's files are listed (and checked) once, by :class:`flows.sources.TableSource`
     when the flow is planned.
     """
-    from flows.io import check_target
+    from flows.publish import check_target
 
     source = config.input
     path = getattr(source, "path", None)

@@ -42,7 +42,7 @@ from typing import Any
 
 import fsspec
 
-from flows.io import new_run_id
+from flows.publish import new_run_id
 from flows.paths import is_local, refuse_file_parent
 from pipelines.errors import InputError, first_line
 from pipelines.summary_state import SummaryState

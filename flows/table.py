@@ -20,13 +20,13 @@ import dask.dataframe as dd
 import pandas as pd
 from dask.utils import key_split
 from distributed import Client, get_task_stream, progress
+import fsspec
 from pydantic import BaseModel
 
 from flows.config import SummaryConfig, TableFlowConfig, step_name
-import fsspec
-
-from flows.io import Publication, parquet_writer
+from flows.io import parquet_writer
 from flows.paths import refuse_file_parent
+from flows.publish import Publication
 from flows.registry import StepContext, steps
 from flows.report import RunResult, StepReport, compute_seconds
 from flows.sources import TableSource

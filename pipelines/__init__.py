@@ -5,10 +5,12 @@ Each step lives in a module of its own:
 - :mod:`pipelines.lookahead` -- future-aware features (rows or time horizon, per key)
 - :mod:`pipelines.dedup` -- consecutive-duplicate removal across partitions
 - :mod:`pipelines.summary` -- mergeable moments, tree-reduced
-- :mod:`pipelines.compare` -- the matrix comparison kernel (NumPy or CuPy)
-- :mod:`pipelines.grid` -- the all-against-all task grid over the upper triangle
+- :mod:`pipelines.compare` -- the matrix comparison kernel (NumPy or CuPy), and its windowed form
+  for one pair (``window_table``, ``compare_window``)
+- :mod:`pipelines.window` -- the batched windowed kernel (NumPy or CuPy)
+- :mod:`pipelines.grid` -- the all-against-all grid: its plan (tiles) and tile kernels, pure
 
-``pipelines`` never imports ``flows``.
+``pipelines`` never imports ``flows``, ``zarr``, ``fsspec`` or ``ctypes``, and writes no files.
 """
 
 from pipelines.errors import InputError

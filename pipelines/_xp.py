@@ -16,7 +16,7 @@ from pipelines.errors import InputError
 
 DEVICES = ("auto", "cpu", "cuda")
 NO_CUDA = (
-    "device: cuda needs CuPy and a visible GPU (install the 'gpu' extra, check nvidia-smi), "
+    "{key}: cuda needs CuPy and a visible GPU (install the 'gpu' extra, check nvidia-smi), "
     "or use device: auto | cpu"
 )
 
@@ -35,31 +35,35 @@ def cupy_or_none() -> Any:
     return cupy
 
 
-def check_device(device: str) -> str:
-    """Refuse a device name that is not ``auto``, ``cpu`` or ``cuda``.
+def check_device(device: str, key: str = "device") -> str:
+    """Refuse a device name that is not ``auto``, ``cpu`` or ``cuda``; errors name ``key``.
 
     >>> check_device("cpu")
     'cpu'
+    >>> check_device("tpu", key="compare.device")
+    Traceback (most recent call last):
+    ...
+    pipelines.errors.InputError: compare.device: 'tpu' is not one of auto, cpu, cuda
     """
     if device not in DEVICES:
-        raise InputError(f"device: {device!r} is not one of auto, cpu, cuda")
+        raise InputError(f"{key}: {device!r} is not one of auto, cpu, cuda")
     return device
 
 
-def resolve_device(device: str) -> str:
+def resolve_device(device: str, key: str = "device") -> str:
     """``"auto"`` -> ``"cuda"`` if CuPy imports and a GPU is visible here, else ``"cpu"``.
 
-    ``"cuda"`` without CuPy or without a GPU is an :class:`InputError`.
+    ``"cuda"`` without CuPy or without a GPU is an :class:`InputError` naming ``key``.
 
     >>> resolve_device("cpu")
     'cpu'
     """
-    if check_device(device) == "cpu":
+    if check_device(device, key) == "cpu":
         return "cpu"
     if cupy_or_none() is not None:
         return "cuda"
     if device == "cuda":
-        raise InputError(NO_CUDA)
+        raise InputError(NO_CUDA.format(key=key))
     return "cpu"
 
 

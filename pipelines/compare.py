@@ -6,8 +6,10 @@ For ``a`` (r x m) and ``b`` (r x n) with the same r::
     score = max_k c[k] / (||a||_F ||b||_F)          in [-1, 1]
     lag   = the k of that max (the smallest k on ties)
 
-A zero matrix scores ``(0, 0)``, also against itself. ``normalize="zscore"`` z-normalizes each row
-first (a constant row becomes zeros).
+A zero matrix scores ``(0, 0)``, also against itself. ``normalize="zscore"`` z-normalizes each
+row first (a constant row becomes zeros). The windowed comparison (the best pair of w-column
+windows: :func:`compare_window`, and its S table :func:`window_table`) is here too; its batched
+kernel is :mod:`pipelines.window`.
 
 Two forms:
 
@@ -48,16 +50,15 @@ Examples
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
 import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from pipelines._xp import array_module, cupy_or_none, resolve_device, to_host
 from pipelines.errors import InputError
@@ -182,10 +183,77 @@ def compare(a: Any, b: Any, normalize: str | None = None) -> tuple[float, int]:
         t = int(np.argmax(c))
         return float(np.clip(c[t], -1.0, 1.0)), t - (n - 1)
     nfft = fft_length(max(m, n))
-    sa = block_spectra([a], nfft, dtype="float64", prepared=True)
-    sb = block_spectra([b], nfft, dtype="float64", prepared=True)
+    sa = block_spectra([a], nfft, dtype="float64", checked=True)
+    sb = block_spectra([b], nfft, dtype="float64", checked=True)
     score, lag = score_block(sa, sb)
     return float(score[0, 0]), int(lag[0, 0])
+
+
+# ----------------------------------------------------------------------------------------------
+# one pair, windowed: the best-matching pair of w-column windows
+def check_window(window: Any, m: int, n: int) -> int:
+    """``window`` as an int in ``[1, min(m, n)]``, or a :class:`ValueError` naming ``window``."""
+    if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 1:
+        raise InputError(f"window: {window!r} must be a positive integer")
+    if window > min(m, n):
+        raise InputError(f"window: {window} is longer than the matrices' columns ({m} and {n})")
+    return int(window)
+
+
+def window_table(a: Any, b: Any, window: int) -> np.ndarray:
+    """The S table of ``a`` (r x m) and ``b`` (r x n): ``S[p, q] = sum_{t < w} C[p+t, q+t]``
+    with ``C = a.T @ b``, for ``0 <= p <= m - w``, ``0 <= q <= n - w`` (float64).
+
+    Equal to ``scipy.signal.convolve2d(a.T @ b, np.eye(w), mode="valid")``; ``S[p, q]`` is the
+    Frobenius inner product of the windows ``a[:, p:p+w]`` and ``b[:, q:q+w]``.
+
+    >>> a = np.arange(8.0).reshape(2, 4)
+    >>> window_table(a, a[:, 1:], 2)
+    array([[52., 62.],
+           [66., 80.],
+           [80., 98.]])
+    """
+    a = check_matrix(a, "a")
+    b = check_matrix(b, "b", rows=a.shape[0])
+    w = check_window(window, a.shape[1], b.shape[1])
+    c = a.T @ b
+    p, q = a.shape[1] - w + 1, b.shape[1] - w + 1
+    table = c[:p, :q].copy()
+    for t in range(1, w):  # w shifted slices: every entry a plain sum of its w terms
+        table += c[t : t + p, t : t + q]
+    return table
+
+
+def window_squares(x: np.ndarray, window: int) -> np.ndarray:
+    """``||x[:, p:p+w]||_F ** 2`` for every window ``p`` (float64; exactly 0 for a zero window).
+
+    >>> window_squares(np.array([[3.0, 4.0, 0.0]]), 2)
+    array([25., 16.])
+    """
+    squares = np.square(np.asarray(x, dtype=np.float64)).sum(axis=0)
+    return np.lib.stride_tricks.sliding_window_view(squares, window).sum(axis=-1)
+
+
+def compare_window(a: Any, b: Any, window: int, normalize: str | None = None) -> tuple[float, int, int]:
+    """``(score, p, q)``: the cosine of the best-matching pair of ``window``-column windows.
+
+    ``score = max_{p,q} S[p, q] / (||a[:, p:p+w]||_F ||b[:, q:q+w]||_F)`` (:func:`window_table`;
+    a window pair with a zero norm scores 0); ties go to the smallest ``p``, then the smallest
+    ``q``. ``normalize="zscore"`` z-scores the rows first. Float64.
+
+    >>> a = np.array([[0.0, 1.0, 2.0, 0.0, 5.0]])
+    >>> compare_window(a, np.array([[7.0, 1.0, 2.0]]), 2)
+    (1.0, 1, 1)
+    """
+    check_options(normalize, "float64")
+    a, _ = prepare(check_matrix(a, "a"), normalize)
+    b, _ = prepare(check_matrix(b, "b", rows=a.shape[0]), normalize)
+    table = window_table(a, b, window)
+    # sqrt(|a_p|^2 |b_q|^2): for identical windows of exact (e.g. integer) data, exactly S[p, q]
+    norms = np.sqrt(np.outer(window_squares(a, window), window_squares(b, window)))
+    ratio = np.divide(table, norms, out=np.zeros_like(table), where=norms > 0)
+    p, q = np.unravel_index(int(np.argmax(ratio)), ratio.shape)  # the first maximum, row-major
+    return float(np.clip(ratio[p, q], -1.0, 1.0)), int(p), int(q)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -221,11 +289,12 @@ def block_spectra(
     normalize: str | None = None,
     dtype: str = "float32",
     device: str = "cpu",
-    prepared: bool = False,
+    checked: bool = False,
 ) -> Spectra:
     """rfft every matrix of a block once (length ``nfft``), each scaled to unit Frobenius norm.
 
-    ``prepared=True``: the matrices are already validated (float64) and normalized as wanted.
+    ``checked=True``: the matrices are already validated float64 arrays with one row count
+    (:func:`check_matrix`), e.g. a set that ``flows.matrices`` built; they are not checked again.
     """
     check_options(normalize, dtype)
     xp = array_module(device)
@@ -238,9 +307,9 @@ def block_spectra(
     buf = np.zeros((count, rows, int(lengths.max())), dtype=real)
     nonzero = np.zeros(count, dtype=bool)
     for k, x in enumerate(matrices):
-        if not prepared:
+        if not checked:
             x = check_matrix(x, f"matrix {k}", rows=rows)
-        x, norm = prepare(x, None if prepared else normalize)
+        x, norm = prepare(x, normalize)
         if norm > 0.0:
             nonzero[k] = True
             buf[k, :, : x.shape[1]] = x / norm  # scaled in float64, then rounded once
@@ -278,47 +347,52 @@ class _Workspace(threading.local):
 _WORKSPACE = _Workspace()
 
 
-@functools.cache
-def _openblas_local_threads() -> Any:
-    """OpenBLAS's ``openblas_set_num_threads_local`` (>= 0.3.27) as loaded by NumPy, or ``None``.
+class _OneBlasThread:
+    """A process-wide "one BLAS thread" limit held while any task needs it (counted)."""
 
-    A tile's GEMMs are small and many: OpenBLAS waking its whole thread pool for each, from each
-    of several Dask threads at once, measured 9x slower than one BLAS thread per task here.
-    The *_local* setter changes the calling thread only, so concurrent tasks never race.
-    """
-    paths: list[str] = []
-    try:
-        with open("/proc/self/maps") as maps:
-            found = {ln.split()[-1] for ln in maps if "openblas" in ln.lower() and "/" in ln}
-        paths = sorted(found, key=lambda p: ("numpy" not in p, p))  # NumPy's own first
-    except OSError:
-        pass
-    if not paths:
-        root = Path(np.__file__).resolve().parent
-        patterns = ("../numpy.libs/*openblas*", ".dylibs/*openblas*")
-        paths = [str(p) for pattern in patterns for p in root.glob(pattern)]
-    for path in paths:
-        try:
-            setter = ctypes.CDLL(path).openblas_set_num_threads_local
-        except (OSError, AttributeError):
-            continue
-        setter.argtypes, setter.restype = [ctypes.c_int], ctypes.c_int
-        return setter
-    return None
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.users = 0
+        self.limit: Any = None
+
+    def enter(self) -> None:
+        with self.lock:
+            if self.users == 0:
+                self.limit = _blas_controller().limit(limits=1, user_api="blas")
+            self.users += 1
+
+    def exit(self) -> None:
+        with self.lock:
+            self.users -= 1
+            if self.users == 0 and self.limit is not None:
+                self.limit.restore_original_limits()
+                self.limit = None
+
+
+@functools.cache
+def _blas_controller() -> ThreadpoolController:
+    """The process's thread pools, inspected once (the inspection walks the loaded libraries)."""
+    return ThreadpoolController()
+
+
+_ONE_BLAS_THREAD = _OneBlasThread()
 
 
 @contextlib.contextmanager
 def single_threaded_blas() -> Any:
-    """NumPy's BLAS on one thread for the calling thread, within the block (no-op if unknown)."""
-    setter = _openblas_local_threads()
-    if setter is None:
-        yield
-        return
-    previous = setter(1)
+    """NumPy's BLAS on one thread within the block (threadpoolctl: OpenBLAS, MKL, BLIS...).
+
+    A tile's GEMMs are small and many: a BLAS waking its whole thread pool for each, from each of
+    several Dask threads at once, measured 9x slower than one BLAS thread per task here.
+    distributed's nanny already starts workers with one BLAS thread; this matters for threaded
+    and in-process runs. The limit is process-wide while any task holds it (the tasks are the
+    parallelism), and restored when the last one leaves.
+    """
+    _ONE_BLAS_THREAD.enter()
     try:
         yield
     finally:
-        setter(previous)
+        _ONE_BLAS_THREAD.exit()
 
 
 def _transpose_to_last(prod: Any, xp: Any) -> Any:
@@ -454,7 +528,7 @@ def score_matrices(
 
 
 __all__ = [
-    "Spectra", "array_module", "block_spectra", "check_matrix", "check_options", "compare",
-    "correlation", "cupy_or_none", "fft_length", "resolve_device", "score_block", "score_matrices",
-    "single_threaded_blas", "to_host", "zscore_rows",
+    "Spectra", "array_module", "block_spectra", "check_matrix", "check_options", "check_window",
+    "compare", "compare_window", "correlation", "cupy_or_none", "fft_length", "resolve_device", "score_block", "score_matrices",
+    "single_threaded_blas", "to_host", "window_squares", "window_table", "zscore_rows",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from pathlib import Path
@@ -11,10 +12,12 @@ import numpy as np
 import pytest
 import zarr
 
+from flows import grid_executor
+from flows.compare import all_pairs
 from flows.matrices import load_matrices, synthetic_matrices
 from pipelines.compare import compare, cupy_or_none
 from pipelines.errors import InputError
-from pipelines.grid import all_pairs, plan_grid
+from pipelines.grid import plan_grid
 
 # zarr lists the published store's _SUCCESS file as a foreign object when it lists members
 pytestmark = pytest.mark.filterwarnings("ignore:Object at _SUCCESS is not recognized")
@@ -46,8 +49,19 @@ def read_store(path) -> dict:
     return {name: group[name][...] for name in group.array_keys()} | {"attrs": dict(group.attrs)}
 
 
+def staging(out: Path) -> Path:
+    """The one staged (unpublished) store of ``out``: ``<out>.tmp-<fingerprint>``."""
+    (found,) = glob.glob(f"{out}.tmp-*")
+    return Path(found)
+
+
 def markers(out: Path) -> list[str]:
-    return sorted(p for p in os.listdir(f"{out}.partial/_tiles") if p != "fingerprint")
+    return sorted(p for p in os.listdir(staging(out) / "_tiles") if p != "fingerprint")
+
+
+def failing(monkeypatch, *tiles: str) -> None:
+    """Fault injection: the tasks of these tiles raise."""
+    monkeypatch.setattr(grid_executor, "FAIL_TILES", frozenset(tiles))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -106,24 +120,27 @@ def test_store_content(tmp_path):
     assert zarr.open_group(f64.path, mode="r")["score"].dtype == np.float64
 
 
-def test_resume_after_a_failed_tile_computes_only_the_missing_tiles(tmp_path):
+def test_resume_after_a_failed_tile_computes_only_the_missing_tiles(tmp_path, monkeypatch):
     mats = make_mats(2, count=13)
     whole = read_store(all_pairs(mats, tile=3, device="cpu", out=tmp_path / "whole.zarr").path)
     out = tmp_path / "resumed.zarr"
+    failing(monkeypatch, "1_3")
     with dask.config.set(scheduler="sync"), pytest.raises(RuntimeError, match="injected failure in tile 1_3"):
-        all_pairs(mats, tile=3, device="cpu", out=out, _fail_tiles=["1_3"])
-    assert not out.exists() and (tmp_path / "resumed.zarr.partial").exists()
+        all_pairs(mats, tile=3, device="cpu", out=out)
+    monkeypatch.undo()
+    assert not out.exists() and staging(out).name.startswith("resumed.zarr.tmp-")
     finished = markers(out)
     total = len(plan_grid(13, 3))
     assert 0 < len(finished) < total and "1_3.done" not in finished
     # other inputs or other options into the same partial store: refused, nothing touched
     changed = [m.copy() for m in mats]
     changed[0][0, 0] += 1.0
-    with pytest.raises(InputError, match="other inputs or options"):
+    with pytest.raises(InputError, match="output.path: .*resumed.zarr.tmp-.*other inputs or options"):
         all_pairs(changed, tile=3, device="cpu", out=out)
     with pytest.raises(InputError, match="other inputs or options"):
         all_pairs(mats, tile=3, device="cpu", out=out, normalize="zscore")
     assert markers(out) == finished
+    assert len(glob.glob(f"{out}.tmp-*")) == 1  # the refused runs staged nothing
     res = all_pairs(mats, tile=3, device="cpu", out=out)
     assert res.computed_tiles == total - len(finished) and res.tiles == total
     resumed = read_store(out)
@@ -131,6 +148,7 @@ def test_resume_after_a_failed_tile_computes_only_the_missing_tiles(tmp_path):
     for key in ("score", "lag"):
         np.testing.assert_array_equal(resumed[key], whole[key])
     assert resumed["attrs"] == whole["attrs"]
+    assert sorted(os.listdir(tmp_path)) == ["resumed.zarr", "whole.zarr"]  # the staging is gone
 
 
 def test_existing_output_is_kept_unless_overwrite(tmp_path):
@@ -167,12 +185,14 @@ def test_top_k_equals_the_argsort_of_the_full_matrix(tile, k):
     assert not (top.index == np.arange(11)[:, None]).any()  # self excluded
 
 
-def test_top_k_store_and_resume(tmp_path):
+def test_top_k_store_and_resume(tmp_path, monkeypatch):
     mats = make_mats(5, count=12)
     memory = all_pairs(mats, tile=3, device="cpu", top_k=4)
     out = tmp_path / "top.zarr"
+    failing(monkeypatch, "2_3")
     with dask.config.set(scheduler="sync"), pytest.raises(RuntimeError, match="injected"):
-        all_pairs(mats, tile=3, device="cpu", top_k=4, out=out, _fail_tiles=["2_3"])
+        all_pairs(mats, tile=3, device="cpu", top_k=4, out=out)
+    monkeypatch.undo()
     finished = markers(out)
     res = all_pairs(mats, tile=3, device="cpu", top_k=4, out=out)
     assert res.computed_tiles == res.tiles - len(finished)
@@ -181,7 +201,7 @@ def test_top_k_store_and_resume(tmp_path):
     assert zarr.open_group(str(out), mode="r")["index"].chunks == (3, 4)
     for key in ("index", "score", "lag"):
         np.testing.assert_array_equal(store[key], memory[key])
-    with pytest.raises(InputError, match="top_k"):
+    with pytest.raises(InputError, match="compare.top_k: 12 must be between 1 and n - 1 = 11"):
         all_pairs(mats, top_k=12, device="cpu")
 
 
@@ -194,7 +214,7 @@ def test_on_a_local_cluster(local_client, tmp_path):
     assert (store["lag"] == local.lag).all()
     top = all_pairs(mats, tile=3, device="cpu", top_k=3, client=local_client)
     np.testing.assert_array_equal(top.index, all_pairs(mats, tile=3, device="cpu", top_k=3).index)
-    with pytest.raises(InputError, match="no worker of the cluster declares a GPU"):
+    with pytest.raises(InputError, match="compare.device: cuda: no worker of the cluster declares a GPU"):
         all_pairs(mats, device="cuda", client=local_client)
     assert all_pairs(mats[:3], device="auto", client=local_client).device == "cpu"
 
@@ -202,7 +222,7 @@ def test_on_a_local_cluster(local_client, tmp_path):
 def test_grid_input_checks(tmp_path):
     mats = make_mats(7, count=8)[:4]
     if cupy_or_none() is None:
-        with pytest.raises(InputError, match="CuPy"):
+        with pytest.raises(InputError, match="compare.device: cuda needs CuPy"):
             all_pairs(mats, device="cuda")
     with pytest.raises(InputError, match="matrix '2': 5 rows"):
         all_pairs([*mats[:2], np.ones((5, 3)), mats[3]], device="cpu")
@@ -210,10 +230,16 @@ def test_grid_input_checks(tmp_path):
         all_pairs({"a": mats[0], "b": np.full((4, 3), np.nan)}, device="cpu")
     with pytest.raises(InputError, match="names"):
         all_pairs(mats, names=["x"], device="cpu")
-    with pytest.raises(InputError, match="tile"):
+    with pytest.raises(InputError, match="compare.tile: 0"):
         all_pairs(mats, tile=0, device="cpu")
-    with pytest.raises(InputError, match="normalize"):
+    with pytest.raises(InputError, match="compare.normalize: 'l2'"):
         all_pairs(mats, normalize="l2", device="cpu")
+    with pytest.raises(InputError, match="compare.dtype: 'float16'"):
+        all_pairs(mats, dtype="float16", device="cpu")
+    with pytest.raises(InputError, match="compare.device: 'tpu'"):
+        all_pairs(mats, device="tpu")
+    with pytest.raises(InputError, match="output.path: memory://x: only local paths"):
+        all_pairs(mats, device="cpu", out="memory://x")
     with pytest.raises(InputError, match="none given"):
         all_pairs([], device="cpu")
     zs = all_pairs(mats, device="cpu", normalize="zscore", dtype="float64")
@@ -328,8 +354,8 @@ def test_source_errors(tmp_path):
 
 def test_grid_device_path_on_numpy(monkeypatch, tmp_path):
     """device=cuda through the grid, with NumPy standing in for CuPy (CI has no GPU)."""
+    from pipelines import _xp
     from pipelines import compare as cmp
-    from pipelines import grid
 
     class NumpyAsDevice:  # NumPy's functions, but not numpy: the kernel's device branch
         def __getattr__(self, name):
@@ -337,7 +363,7 @@ def test_grid_device_path_on_numpy(monkeypatch, tmp_path):
 
     proxy = NumpyAsDevice()
     monkeypatch.setattr(cmp, "array_module", lambda device: proxy if device == "cuda" else np)
-    monkeypatch.setattr(grid, "cupy_or_none", lambda: proxy)
+    monkeypatch.setattr(_xp, "cupy_or_none", lambda: proxy)
     mats = make_mats(11, count=9)
     res = all_pairs(mats, tile=4, device="auto", dtype="float64", out=tmp_path / "g.zarr")
     assert res.device == "cuda"

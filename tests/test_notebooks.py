@@ -37,7 +37,8 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
     if path.name == "quickstart.ipynb":
         assert "dashboard: http" in text
         assert "summary rows: 20" in text  # 10 symbols x 2 columns
-        assert images(nb) == 2  # the price band and the heatmap
+        assert images(nb) == 3  # the price band, the heatmap and one pair's S table
+        assert re.search(r"1-NN accuracy with a window of 5: 0\.[0-9]{3}", text)
         accuracy = float(re.search(r"1-NN accuracy: ([0-9.]+)", text).group(1))
         assert accuracy > 0.85  # nine speakers: chance is 0.11
         assert (tmp_path / "out/heatmap.png").exists()

@@ -233,9 +233,9 @@ def test_compare_flow_survives_a_killed_worker(tmp_path):
     cluster = DaskProcesses(n_workers=3, nanny=False)
     try:
         process = start_cli(tmp_path, {**compare, "output": {"path": "killed.zarr"}}, "--scheduler", cluster.address)
-        tiles = tmp_path / "killed.zarr.partial" / "_tiles"
+        staged = lambda: list(tmp_path.glob("killed.zarr.tmp-*/_tiles"))  # noqa: E731 - the staged store
         deadline = time.time() + 120
-        while not (tiles.exists() and len(os.listdir(tiles)) >= 30):
+        while not (staged() and len(os.listdir(staged()[0])) >= 30):
             assert process.poll() is None, process.communicate()
             assert time.time() < deadline
             time.sleep(0.02)
