@@ -22,11 +22,11 @@ from typing import Any
 import dask
 import dask.dataframe as dd
 from dask._task_spec import Alias, DataNode, GraphNode, Task, TaskRef, convert_legacy_graph
-from dask.base import tokenize
+from dask.base import collections_to_expr, tokenize
 from dask.dataframe.dask_expr._collection import new_collection
 from dask.dataframe.dask_expr._expr import Expr
 
-__all__ = ["Call", "Scan", "Slot", "graph_depth", "prefix_scan", "scan_partitions"]
+__all__ = ["Call", "Scan", "Slot", "graph_depth", "prefix_scan", "scan_partitions", "task_graph"]
 
 #: Summaries folded by one task of the prefix scan (the tree's fan-in).
 RADIX = 4
@@ -247,8 +247,24 @@ def scan_partitions(
                                     bool(keep_divisions)))
 
 
-def graph_depth(collection: Any, optimize: bool = True) -> int:
-    """The longest chain of dependent tasks in ``collection``'s graph, after optimization.
+def task_graph(*collections: Any) -> dict[Hashable, GraphNode]:
+    """The graph ``dask.compute(*collections)`` runs: optimized, with its tasks as ``GraphNode``.
+
+    Examples
+    --------
+    >>> import pandas as pd, dask.dataframe as dd
+    >>> ddf = dd.from_pandas(pd.DataFrame({"x": range(8)}), npartitions=4)
+    >>> len(task_graph(ddf + 1))  # 4 partitions of data, 4 tasks adding 1, 1 concatenating
+    9
+    """
+    from dask._expr import FinalizeCompute
+
+    expr = FinalizeCompute(collections_to_expr(list(collections))).optimize()
+    return convert_legacy_graph(dict(expr.__dask_graph__()))
+
+
+def graph_depth(*collections: Any) -> int:
+    """The longest chain of dependent tasks of ``dask.compute(*collections)`` (optimized).
 
     Data embedded in the graph and aliases count for nothing, every other task for one.
 
@@ -256,17 +272,12 @@ def graph_depth(collection: Any, optimize: bool = True) -> int:
     --------
     >>> import pandas as pd, dask.dataframe as dd
     >>> ddf = dd.from_pandas(pd.DataFrame({"x": range(8)}), npartitions=4)
-    >>> graph_depth(ddf + 1)
-    1
-    >>> graph_depth((ddf + 1).x.sum())  # the fused partition tasks, then the tree of sums
+    >>> graph_depth(ddf + 1)  # add 1, concatenate the partitions
     2
+    >>> graph_depth(ddf + 1, (ddf + 1).x.sum())  # add 1, select x, sum per partition, sum those
+    4
     """
-    if optimize:
-        if hasattr(collection, "optimize"):  # Dask DataFrame collections (dask-expr)
-            collection = collection.optimize()
-        else:
-            (collection,) = dask.optimize(collection)
-    graph = convert_legacy_graph(dict(collection.__dask_graph__()))
+    graph = task_graph(*collections)
     depth: dict[Hashable, int] = {}
     for root in graph:
         stack = [root]
