@@ -25,6 +25,7 @@ from dask._task_spec import Alias, DataNode, GraphNode, Task, TaskRef, convert_l
 from dask.base import collections_to_expr, tokenize
 from dask.dataframe.dask_expr._collection import new_collection
 from dask.dataframe.dask_expr._expr import Expr
+from dask.dataframe.dask_expr.io.io import FromPandas
 
 __all__ = ["Call", "Scan", "Slot", "graph_depth", "prefix_scan", "scan_partitions", "task_graph"]
 
@@ -190,29 +191,97 @@ class _ScanExpr(Expr):
             return self.frame.divisions
         return (None,) * (self.frame.npartitions + 1)
 
+    @functools.cached_property
+    def _scan_names(self) -> tuple[str, str]:
+        """The names of the summary and state tasks.
+
+        They depend on the input and the scan only: steps that share them (e.g. lookaheads that
+        differ in features only) share their tasks.
+        """
+        scan: Scan = self.scan
+        token = tokenize(self.frame._name, scan.summary, scan.combine, scan.initial, scan.reverse)
+        return f"{scan.name}-summary-{token}", f"{scan.name}-state-{token}"
+
+    def _state_key(self, index: int) -> tuple[str, int]:
+        n = self.frame.npartitions
+        return self._scan_names[1], n - 1 - index if self.scan.reverse else index
+
+    def _kernel_task(self, key: Hashable, index: int, part: Hashable) -> Task:
+        slots = {**_slots(part, index, self.frame.npartitions),
+                 Slot.STATE: TaskRef(self._state_key(index))}
+        func, args = self.scan.kernel.bind(slots)
+        return Task(key, func, *args)
+
     def _layer(self) -> dict[Hashable, GraphNode]:
         scan: Scan = self.scan
         n = self.frame.npartitions
-        parts = [(self.frame._name, i) for i in range(n)]
-        # summaries and states depend on the input and the scan only: steps that share them
-        # (e.g. lookaheads that differ in features only) share their tasks
-        token = tokenize(self.frame._name, scan.summary, scan.combine, scan.initial, scan.reverse)
-        summary_name = f"{scan.name}-summary-{token}"
+        summary_name, state_name = self._scan_names
         tasks: dict[Hashable, GraphNode] = {}
-        for i, part in enumerate(parts):
+        clones: dict[Hashable, Hashable | None] = {}
+        for i in range(n):
+            # the summary reads its own copy of the partition (recomputed), so that the partition
+            # is not held from its summary until its kernel: the prefix scan lets Dask compute
+            # all summaries first
+            part = _clone(self.frame, i, tasks, clones) or (self.frame._name, i)
             key = (summary_name, i)
             func, args = scan.summary.bind(_slots(part, i, n))
             tasks[key] = Task(key, func, *args)
         scan_tasks, states = prefix_scan(
-            [(summary_name, i) for i in range(n)], scan.combine, scan.initial,
-            f"{scan.name}-state-{token}", reverse=scan.reverse,
+            [(summary_name, i) for i in range(n)], scan.combine, scan.initial, state_name,
+            reverse=scan.reverse,
         )
+        assert states == [self._state_key(i) for i in range(n)]
         tasks.update(scan_tasks)
-        for i, (part, state) in enumerate(zip(parts, states, strict=True)):
-            key = (self._name, i)
-            func, args = scan.kernel.bind({**_slots(part, i, n), Slot.STATE: TaskRef(state)})
-            tasks[key] = Task(key, func, *args)
+        for i in range(n):
+            tasks[(self._name, i)] = self._kernel_task((self._name, i), i, (self.frame._name, i))
         return tasks
+
+
+def _clone(
+    expr: Expr, index: int, tasks: dict[Hashable, GraphNode], clones: dict[Hashable, Hashable | None]
+) -> Hashable | None:
+    """The key of a recomputed copy of partition ``index`` of ``expr``, its tasks added to
+    ``tasks``; None where that cannot be done (data in the graph, or not a partition-wise task).
+
+    The copy recomputes partition-wise tasks back to the data sources and shares the small ones
+    (scan states), so that computing it holds no partition of the original's.
+    """
+    original = (expr._name, index)
+    if original in clones:
+        return clones[original]
+    clones[original] = None
+    key = (f"recompute-{expr._name}", index)
+    if isinstance(expr, _ScanExpr):
+        part = _clone(expr.frame, index, tasks, clones)
+        if part is None:
+            return None
+        task: GraphNode = expr._kernel_task(key, index, part)
+    elif _holds_data(expr):
+        return None
+    else:
+        try:
+            task = expr._task(key, index)
+        except (NotImplementedError, AttributeError, TypeError):
+            return None
+        if isinstance(task, (DataNode, Alias)):
+            return None
+        by_name = {dep._name: dep for dep in expr.dependencies()}
+        subs = {}
+        for dep_key in task.dependencies:
+            dep = by_name.get(dep_key[0]) if isinstance(dep_key, tuple) else None
+            copy = None if dep is None else _clone(dep, dep_key[1], tasks, clones)
+            if copy is None:
+                return None
+            subs[dep_key] = copy
+        task = task.substitute(subs, key=key) if subs else task
+    tasks[key] = task
+    clones[original] = key
+    return key
+
+
+def _holds_data(expr: Expr) -> bool:
+    """Whether ``expr``'s partitions are data in the graph (``from_pandas``): nothing to recompute."""
+    return any(isinstance(e, FromPandas) for e in getattr(expr, "exprs", [expr]))
 
 
 def _slots(part: Hashable, index: int, n: int) -> dict[Slot, Any]:
