@@ -222,7 +222,7 @@ class _ScanExpr(Expr):
             # the summary reads its own copy of the partition (recomputed), so that the partition
             # is not held from its summary until its kernel: the prefix scan lets Dask compute
             # all summaries first
-            part = _clone(self.frame, i, tasks, clones) or (self.frame._name, i)
+            part = _clone(self.frame, i, tasks, clones, self._name) or (self.frame._name, i)
             key = (summary_name, i)
             func, args = scan.summary.bind(_slots(part, i, n))
             tasks[key] = Task(key, func, *args)
@@ -238,26 +238,31 @@ class _ScanExpr(Expr):
 
 
 def _clone(
-    expr: Expr, index: int, tasks: dict[Hashable, GraphNode], clones: dict[Hashable, Hashable | None]
+    expr: Expr, index: int, tasks: dict[Hashable, GraphNode], clones: dict[Hashable, Hashable | None],
+    owner: str,
 ) -> Hashable | None:
     """The key of a recomputed copy of partition ``index`` of ``expr``, its tasks added to
-    ``tasks``; None where that cannot be done (data in the graph, or not a partition-wise task).
+    ``tasks``; the original where it is data in the graph; None where it is not a partition-wise
+    task.
 
     The copy recomputes partition-wise tasks back to the data sources and shares the small ones
-    (scan states), so that computing it holds no partition of the original's.
+    (scan states), so that computing it holds no partition of the original's. The copies of each
+    ``owner`` (a scan) are its own: a copy shared by two scans would be held from one's summary
+    until the other's.
     """
     original = (expr._name, index)
     if original in clones:
         return clones[original]
     clones[original] = None
-    key = (f"recompute-{expr._name}", index)
+    key = (f"recompute-{tokenize(owner, expr._name)}", index)
     if isinstance(expr, _ScanExpr):
-        part = _clone(expr.frame, index, tasks, clones)
+        part = _clone(expr.frame, index, tasks, clones, owner)
         if part is None:
             return None
         task: GraphNode = expr._kernel_task(key, index, part)
-    elif _holds_data(expr):
-        return None
+    elif _holds_data(expr):  # data in the graph: no need to recompute
+        clones[original] = original
+        return original
     else:
         try:
             task = expr._task(key, index)
@@ -269,7 +274,7 @@ def _clone(
         subs = {}
         for dep_key in task.dependencies:
             dep = by_name.get(dep_key[0]) if isinstance(dep_key, tuple) else None
-            copy = None if dep is None else _clone(dep, dep_key[1], tasks, clones)
+            copy = None if dep is None else _clone(dep, dep_key[1], tasks, clones, owner)
             if copy is None:
                 return None
             subs[dep_key] = copy

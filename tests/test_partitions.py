@@ -236,3 +236,36 @@ def test_map_lookahead_time_horizon_matches_pandas_over_partitionings():
         ddf = dd.from_pandas(pdf, npartitions=n_parts, sort=True)
         got = map_lookahead(ddf, window_sum, "5s").compute()
         pd.testing.assert_series_equal(got, expected)
+
+
+def test_dask_order_holds_few_partitions(tmp_path):
+    """Parquet -> dedup -> time lookahead -> Parquet: in the order Dask runs the tasks, only a few
+    partition-sized results are alive at once (the summaries read their own copy of a partition,
+    so the shallow scans do not keep every partition until its kernel)."""
+    pdf, _ = ticks(3200, 1)
+    for i in range(32):
+        pdf.iloc[i * 100:(i + 1) * 100].to_parquet(tmp_path / f"part-{i:02d}.parquet")
+    ddf = dd.read_parquet(tmp_path)
+    assert ddf.npartitions == 32
+    out = future_features(drop_consecutive_duplicates(ddf, subset=["price"], by="key"), "3s", "price",
+                          ["max"], by="key", time="ts")
+    graph = task_graph(out.to_parquet(tmp_path / "out", compute=False))
+    priority = dask.order.order(graph)
+    dependents = {key: set() for key in graph}
+    for key, node in graph.items():
+        for dep in node.dependencies:
+            dependents[dep].add(key)
+
+    def partition_sized(key):
+        name = str(key[0]) if isinstance(key, tuple) else str(key)
+        return (name.startswith(("read", "recompute", "fused"))
+                or name.rsplit("-", 1)[0] in ("dedup", "future-features"))
+
+    assert sum(map(partition_sized, graph)) >= 4 * 32
+    alive, done, peak = set(), set(), 0
+    for key in sorted(graph, key=priority.__getitem__):
+        done.add(key)
+        alive |= {key} if partition_sized(key) else set()
+        alive -= {d for d in graph[key].dependencies if dependents[d] <= done}
+        peak = max(peak, len(alive))
+    assert peak <= 4
