@@ -254,7 +254,7 @@ def _clone(
     if original in clones:
         return clones[original]
     clones[original] = None
-    key = (f"recompute-{tokenize(owner, expr._name)}", index)
+    key = (_recompute_name(owner, expr._name), index)
     if isinstance(expr, _ScanExpr):
         part = _clone(expr.frame, index, tasks, clones, owner)
         if part is None:
@@ -282,6 +282,11 @@ def _clone(
     tasks[key] = task
     clones[original] = key
     return key
+
+
+@functools.lru_cache(maxsize=256)
+def _recompute_name(owner: str, name: str) -> str:
+    return f"recompute-{tokenize(owner, name)}"
 
 
 def _holds_data(expr: Expr) -> bool:

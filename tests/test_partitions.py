@@ -189,7 +189,9 @@ def test_table_graph_is_linear_in_size_and_logarithmic_in_depth(n_parts):
     n_inputs = sum(str(key[0]).startswith("frompandas") for key in graph)
     assert n_inputs == n_parts
     per_scan = (len(graph) - n_inputs) / 3 / n_parts
-    assert 2 <= per_scan <= 4  # summary + state (+ blocks) + kernel per partition and scan
+    # per partition and scan: summary, state (+ blocks), kernel, and the recomputed copies of the
+    # earlier steps' kernels that the summary reads (none for dedup on data in the graph)
+    assert 2 <= per_scan <= 6
     assert graph_depth(rows) <= 4 * math.log2(n_parts) + 30
 
 
