@@ -217,12 +217,12 @@ class _ScanExpr(Expr):
         n = self.frame.npartitions
         summary_name, state_name = self._scan_names
         tasks: dict[Hashable, GraphNode] = {}
-        clones: dict[Hashable, Hashable | None] = {}
+        copies = _Copies(self._name, tasks)
         for i in range(n):
             # the summary reads its own copy of the partition (recomputed), so that the partition
             # is not held from its summary until its kernel: the prefix scan lets Dask compute
             # all summaries first
-            part = _clone(self.frame, i, tasks, clones, self._name) or (self.frame._name, i)
+            part = copies.of(self.frame, i) or (self.frame._name, i)
             key = (summary_name, i)
             func, args = scan.summary.bind(_slots(part, i, n))
             tasks[key] = Task(key, func, *args)
@@ -237,33 +237,47 @@ class _ScanExpr(Expr):
         return tasks
 
 
-def _clone(
-    expr: Expr, index: int, tasks: dict[Hashable, GraphNode], clones: dict[Hashable, Hashable | None],
-    owner: str,
-) -> Hashable | None:
-    """The key of a recomputed copy of partition ``index`` of ``expr``, its tasks added to
-    ``tasks``; the original where it is data in the graph; None where it is not a partition-wise
-    task.
+class _Copies:
+    """Recomputed copies of partitions of expressions, for the summaries of one scan (``owner``).
 
-    The copy recomputes partition-wise tasks back to the data sources and shares the small ones
+    A copy recomputes partition-wise tasks back to the data sources and shares the small ones
     (scan states), so that computing it holds no partition of the original's. The copies of each
-    ``owner`` (a scan) are its own: a copy shared by two scans would be held from one's summary
-    until the other's.
+    scan are its own: a copy shared by two scans would be held from one's summary until the
+    other's.
     """
-    original = (expr._name, index)
-    if original in clones:
-        return clones[original]
-    clones[original] = None
-    key = (_recompute_name(owner, expr._name), index)
-    if isinstance(expr, _ScanExpr):
-        part = _clone(expr.frame, index, tasks, clones, owner)
-        if part is None:
-            return None
-        task: GraphNode = expr._kernel_task(key, index, part)
-    elif _holds_data(expr):  # data in the graph: no need to recompute
-        clones[original] = original
-        return original
-    else:
+
+    def __init__(self, owner: str, tasks: dict[Hashable, GraphNode]) -> None:
+        self.owner, self.tasks = owner, tasks
+        self.keys: dict[Hashable, Hashable | None] = {}  # original key -> its copy's
+        self.added: list[Hashable] = []  # originals copied, in order (to undo a failed copy)
+
+    def of(self, expr: Expr, index: int) -> Hashable | None:
+        """The key of a copy of partition ``index`` of ``expr`` (its tasks added); the original
+        where it is data in the graph; None where it is not a partition-wise task."""
+        original = (expr._name, index)
+        if original not in self.keys:
+            mark = len(self.added)
+            self.keys[original] = None
+            copy = self._copy(expr, index, (_recompute_name(self.owner, expr._name), index))
+            if copy is None:  # undo the copies made on the way
+                for done in self.added[mark:]:
+                    self.tasks.pop(self.keys[done], None)
+                    self.keys[done] = None
+                del self.added[mark:]
+            elif isinstance(copy, GraphNode):
+                self.tasks[copy.key] = copy
+                self.keys[original] = copy.key
+                self.added.append(original)
+            else:  # the original itself
+                self.keys[original] = copy
+        return self.keys[original]
+
+    def _copy(self, expr: Expr, index: int, key: Hashable) -> Any:
+        if isinstance(expr, _ScanExpr):
+            part = self.of(expr.frame, index)
+            return None if part is None else expr._kernel_task(key, index, part)
+        if _holds_data(expr):  # data in the graph: nothing to recompute
+            return (expr._name, index)
         try:
             task = expr._task(key, index)
         except (NotImplementedError, AttributeError, TypeError):
@@ -274,14 +288,11 @@ def _clone(
         subs = {}
         for dep_key in task.dependencies:
             dep = by_name.get(dep_key[0]) if isinstance(dep_key, tuple) else None
-            copy = None if dep is None else _clone(dep, dep_key[1], tasks, clones, owner)
+            copy = None if dep is None else self.of(dep, dep_key[1])
             if copy is None:
                 return None
             subs[dep_key] = copy
-        task = task.substitute(subs, key=key) if subs else task
-    tasks[key] = task
-    clones[original] = key
-    return key
+        return task.substitute(subs, key=key) if subs else task
 
 
 @functools.lru_cache(maxsize=256)
