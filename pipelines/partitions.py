@@ -8,6 +8,13 @@ under an **associative** ``combine``, computed by a parallel prefix scan of dept
 state. :func:`scan_partitions` builds all of that as one graph layer of ``O(P)`` tasks, built in
 ``O(P)`` time, on top of the input's expression, and returns a Dask DataFrame.
 
+Memory: with a shallow scan Dask computes all the summaries early, and a partition shared by its
+summary and its kernel would be held in between (all of them, at once). So each summary reads its
+own *recomputed copy* of its partition (the partition-wise tasks back to the data sources, with
+the earlier scans' small states shared), released as soon as the summary is taken; the kernel
+then reads the partition again when its state is ready. Partitions that are data in the graph
+(``from_pandas``) are not recomputed.
+
 The functions build Dask graphs and compute nothing.
 """
 
