@@ -31,7 +31,7 @@ import dask.dataframe as dd
 from dask._task_spec import Alias, DataNode, GraphNode, Task, TaskRef, convert_legacy_graph
 from dask.base import collections_to_expr, tokenize
 from dask.dataframe.dask_expr._collection import new_collection
-from dask.dataframe.dask_expr._expr import Expr
+from dask.dataframe.dask_expr._expr import Expr, Fused
 from dask.dataframe.dask_expr.io.io import FromPandas
 
 __all__ = ["Call", "Scan", "Slot", "graph_depth", "prefix_scan", "scan_partitions", "task_graph"]
@@ -309,7 +309,7 @@ def _recompute_name(owner: str, name: str) -> str:
 
 def _holds_data(expr: Expr) -> bool:
     """Whether ``expr``'s partitions are data in the graph (``from_pandas``): nothing to recompute."""
-    return any(isinstance(e, FromPandas) for e in getattr(expr, "exprs", [expr]))
+    return any(isinstance(e, FromPandas) for e in (expr.exprs if isinstance(expr, Fused) else [expr]))
 
 
 def _slots(part: Hashable, index: int, n: int) -> dict[Slot, Any]:
