@@ -7,14 +7,15 @@ each other, so they form a key of their own. Missing values in ``subset`` equal 
 ``nan_equal`` (the default); otherwise a row with a missing value is never a duplicate, nor is the
 row after it. The first row of each key is always kept. (``docs/semantics.md`` states the same for
 all steps.) The previous row of a key may lie any number of partitions back,
-so the partitions are linked by a *forward scan* (:func:`pipelines.partitions.scan_forward`) over
-small summaries:
+so the partitions are linked by a *forward scan* (:func:`pipelines.partitions.scan_partitions`)
+over small summaries:
 
 - ``L_q``: the last row per key of partition ``q`` (key and subset columns only), computed in
   parallel, one task per partition;
 - ``C_p``: the last row per key of everything before partition ``p``,
   ``C_p = merge(C_{p-1}, L_{p-1})`` where the newer row of a key wins. Its size is bounded by the
-  number of distinct keys, so the sequential chain is cheap;
+  number of distinct keys, and ``merge`` is associative, so all ``C_p`` come from a parallel
+  prefix scan of depth ``O(log P)`` over the ``L_q``;
 - partition ``p`` is deduplicated against ``C_p``: the carried rows are put in front of the
   partition's key and subset columns, every row finds the position of the previous row of its key
   (a stable sort of the key codes), and the subset columns are compared column by column,
@@ -30,7 +31,6 @@ from collections.abc import Hashable, Sequence
 from functools import partial
 from typing import Any
 
-import dask
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
@@ -38,7 +38,7 @@ import pandas as pd
 from pipelines._checks import check_columns
 from pipelines._keys import as_list, key_codes, previous_positions
 from pipelines.errors import InputError
-from pipelines.partitions import from_partitions, scan_forward, to_partitions
+from pipelines.partitions import Call, Scan, Slot, scan_partitions
 
 __all__ = ["drop_consecutive_duplicates"]
 
@@ -83,7 +83,7 @@ def drop_consecutive_duplicates(
     Notes
     -----
     The previous row of a key may lie any number of partitions back: the last row per key of each
-    partition is carried forwards by a scan over the partitions (a chain of small merges whose
+    partition is carried forwards by a scan over the partitions (a tree of small merges whose
     size is bounded by the number of keys), and each partition is deduplicated against the rows
     carried into it. Partitions are never gathered together.
 
@@ -124,16 +124,15 @@ def drop_consecutive_duplicates(
     for col in needed:
         if columns.count(col) > 1:
             raise InputError(f"dedup: column {col!r} appears more than once")
-    parts = to_partitions(df)
-    last_rows = dask.delayed(_last_rows, pure=True)
-    summaries = [last_rows(part, keys, needed) for part in parts]
-    carries = scan_forward(summaries, partial(_merge_last_rows, keys=keys), None)
-    dedup = dask.delayed(_dedup_partition, pure=True)
-    out = [
-        dedup(part, carry, keys, cols, needed, bool(nan_equal))
-        for part, carry in zip(parts, carries)
-    ]
-    return from_partitions(out, df)
+    scan = Scan(
+        "dedup",
+        summary=Call(_last_rows, Slot.PARTITION, keys, needed),
+        combine=partial(_merge_last_rows, keys=keys),
+        initial=None,
+        kernel=Call(_dedup_partition, Slot.PARTITION, Slot.STATE, keys, cols, needed,
+                    bool(nan_equal)),
+    )
+    return scan_partitions(df, scan)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -10,27 +10,30 @@ How it works
 ------------
 No partition is ever gathered with another, and no ``map_overlap`` is used: it raises for
 partitions smaller than the overlap, loses boundary rows with a time-based ``after`` and trims the
-overlap by position. Instead a **backward scan** (:func:`pipelines.partitions.scan_backward`) over
-small per-partition summaries collects, for each partition *p*, the rows after *p* that its windows
-can reach:
+overlap by position. Instead a **backward scan** (:func:`pipelines.partitions.scan_partitions`)
+over small per-partition summaries collects, for each partition *p*, the rows after *p* that its
+windows can reach. The summary of a range of partitions is
 
-- rows horizon *k*: the summary of partition *q* is the first *k* rows of each key in *q*; the
-  state after *p* is the first *k* rows of each key of ``concat(summary[p+1], state[p+1])``.
-- time horizon *T* (:func:`map_lookahead` only): the summary of *q* is its rows with
-  ``t <= first_t(q) + T`` (and its last time, to check the order across partitions); the state
-  after *p* is the rows of ``concat(summary[p+1].rows, state[p+1].rows)`` with ``t <= t0 + T``,
-  ``t0`` the first time after *p*. As ``last_t(p) <= t0``, it holds every row a window of *p* can
-  reach.
+- rows horizon *k*: the first *k* rows of each key in the range;
+- time horizon *T*: the range's rows with ``t <= t0 + T``, ``t0`` its first time (and its last
+  time, to check the order of times where two ranges meet).
+
+Both are associative: the summary of two adjacent ranges is the first *k* rows per key of their
+summaries' rows, or the first range's rows and the second's up to ``t0 + T``. So the state after
+*p*, the summary of all partitions after *p*, comes from a parallel prefix scan of depth
+``O(log P)``. As ``last_t(p) <= t0``, it holds every row a window of *p* can reach.
 
 Each partition is then computed on its own rows followed by that state, and only its own rows are
 returned (:func:`map_lookahead`, and :func:`future_features` with a rows horizon; divisions kept).
 
 :func:`future_features` with a time horizon **streams forwards** instead, so that it holds a few
 partitions at a time also after a forward step such as dedup (a backward scan after a forward one
-would keep every partition waiting until the scan reaches it): a forward scan
-(:func:`pipelines.partitions.scan_forward`) carries the *pending* rows, whose window
-``(t, t + T]`` is still open at the end of the data seen so far (``t >= t_last - T``), with all
-their columns. Partition *p* emits the pending rows and its own rows up to the first row whose
+would keep every partition waiting until the scan reaches it): a forward scan carries the
+*pending* rows, whose window ``(t, t + T]`` is still open at the end of the data seen so far
+(``t >= t_last - T``), with all their columns. The pending rows of two adjacent ranges are the
+later range's and those of the earlier range still within *T* of the later's last time, an
+associative combine, so this scan too is a prefix scan of depth ``O(log P)``; the state of
+partition *p* depends on earlier partitions only. Partition *p* emits the pending rows and its own rows up to the first row whose
 window may reach the next partition; the last partition emits the rest. Rows keep their order and
 index; partition boundaries move, so divisions become unknown.
 
@@ -52,11 +55,9 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
-import dask
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
-from dask.base import tokenize
 from dask.dataframe.utils import make_meta
 from pandas.api.indexers import BaseIndexer
 from pandas.api.types import (
@@ -68,7 +69,7 @@ from pandas.api.types import (
 from pipelines._checks import check_columns
 from pipelines._keys import as_list, key_codes, stable_order
 from pipelines.errors import InputError
-from pipelines.partitions import from_partitions, scan_backward, scan_forward, to_partitions
+from pipelines.partitions import Call, Scan, Slot, scan_partitions
 
 __all__ = ["FEATURES", "feature_label", "future_features", "map_lookahead", "parse_horizon"]
 
@@ -198,14 +199,20 @@ class _Wanted:
 
 @dataclass
 class _Summary:
-    """What partition ``part`` contributes to the backward scan."""
+    """What a range of partitions contributes to the backward scan (``rows`` None: no rows).
 
-    part: int
-    rows: pd.DataFrame | None  # None when the partition is empty
+    The rows of the range that windows before it can reach: the first *k* rows of each key (rows
+    horizon), or the rows with ``t <= first_t + T`` (time horizon); plus, to check the order of
+    times where two ranges meet, the range's last time.
+    """
+
+    rows: pd.DataFrame | None = None
     t: np.ndarray | None = None  # times of ``rows`` (time horizon)
-    last_t: int | None = None  # last time of the partition
+    first_part: int | None = None  # the partition holding ``rows``' first row
+    last_part: int | None = None  # the range's last partition with rows
+    last_t: int | None = None  # its last time
     last_time: Any = None  # the same, as a value for messages
-    last_label: Any = None  # index label of the partition's last row
+    last_label: Any = None  # index label of its last row
 
 
 @dataclass
@@ -351,40 +358,53 @@ def _concat(frames: Sequence[pd.DataFrame | None]) -> pd.DataFrame | None:
 def _summarize(frame: pd.DataFrame, spec: _Spec, part: int) -> _Summary:
     """The rows of partition ``part`` that earlier partitions may need (plus its last time)."""
     if not len(frame):
-        return _Summary(part, None)
+        return _Summary()
     if spec.keep is not None:
         frame = frame[list(spec.keep)]
     # copies, so that a summary never keeps its whole partition alive
     if spec.rows is not None:
-        return _Summary(part, _first_per_key(frame, spec.rows, spec.by).copy())
+        return _Summary(_first_per_key(frame, spec.rows, spec.by).copy(), None, part, part)
     t = _times(frame, spec)
     _check_times(frame, t, spec, part)
     cut = int(np.searchsorted(t, t[0] + spec.span, side="right"))
     return _Summary(
-        part, frame.iloc[:cut].copy(), t[:cut].copy(), int(t[-1]),
+        frame.iloc[:cut].copy(), t[:cut].copy(), part, part, int(t[-1]),
         _fmt(_time_values(frame, spec), -1), frame.index[-1],
     )
 
 
-def _combine(summary: _Summary, state: _State, spec: _Spec) -> _State:
-    """State after partition ``summary.part - 1`` from the summary and state of ``summary.part``."""
-    if summary.rows is None:
-        return state
+def _combine(first: _Summary, then: _Summary, spec: _Spec) -> _Summary:
+    """The summary of two adjacent ranges of partitions, ``first`` before ``then``.
+
+    Associative (the summary of the rows of both ranges together): rows horizon, the first *k*
+    rows per key of both; time horizon, ``first``'s rows and ``then``'s up to ``first_t + T``.
+    Raises if ``then``'s first time is before ``first``'s last.
+    """
+    if first.rows is None:
+        return then
+    if then.rows is None:
+        return first
     if spec.rows is not None:
-        rows = _concat([summary.rows, state.rows])
+        rows = _concat([first.rows, then.rows])
         assert rows is not None
-        return _State(_first_per_key(rows, spec.rows, spec.by), None, summary.part)
-    if state.rows is not None:
-        assert state.t is not None and summary.last_t is not None
-        if summary.last_t > state.t[0]:
-            _check_boundary(spec, summary.last_time, summary.last_label, summary.part, state)
-        assert summary.t is not None
-        cut = int(np.searchsorted(state.t, summary.t[0] + spec.span, side="right"))
-        rows = _concat([summary.rows, state.rows.iloc[:cut]])
-        t = np.concatenate([summary.t, state.t[:cut]])
-    else:
-        rows, t = summary.rows, summary.t
-    return _State(rows, t, summary.part)
+        rows = _first_per_key(rows, spec.rows, spec.by)
+        return replace(then, rows=rows, first_part=first.first_part)
+    assert first.t is not None and then.t is not None and first.last_t is not None
+    if first.last_t > then.t[0]:
+        _check_boundary(spec, first.last_time, first.last_label, first.last_part, then)
+    cut = int(np.searchsorted(then.t, first.t[0] + spec.span, side="right"))
+    rows = _concat([first.rows, then.rows.iloc[:cut]])
+    t = np.concatenate([first.t, then.t[:cut]])
+    return replace(then, rows=rows, t=t, first_part=first.first_part)
+
+
+def _run_kernel(
+    kernel: Callable[..., Any], frame: pd.DataFrame, after: _Summary, spec: _Spec, part: int,
+    *kernel_args: Any,
+) -> Any:
+    """``kernel`` on partition ``part`` given the summary of the partitions after it."""
+    state = _State(rows=after.rows, t=after.t, first_part=after.first_part)
+    return kernel(frame, state, spec, part, *kernel_args)
 
 
 def _future(frame: pd.DataFrame, state: _State, spec: _Spec, part: int) -> pd.DataFrame | None:
@@ -412,23 +432,16 @@ def _lookahead(
     kernel_args: tuple[Any, ...],
 ) -> dd.DataFrame:
     """Run ``kernel(part_frame, state, spec, part, *kernel_args)`` on every partition."""
-    parts = to_partitions(df)
-    # summaries (and so the scan) depend on the input and spec only: steps that differ only in
-    # features share them
-    scan_token = tokenize(df._name, spec)
-    token = tokenize(df._name, spec, name, kernel_args)
-    summarize = dask.delayed(_summarize, pure=True)
-    summaries = [
-        summarize(part, spec, i, dask_key_name=f"lookahead-summary-{scan_token}-{i}")
-        for i, part in enumerate(parts)
-    ]
-    states = scan_backward(summaries, partial(_combine, spec=spec), _State())
-    run = dask.delayed(kernel, pure=True)
-    results = [
-        run(part, state, spec, i, *kernel_args, dask_key_name=f"{name}-{token}-{i}")
-        for i, (part, state) in enumerate(zip(parts, states, strict=True))
-    ]
-    return from_partitions(results, like=df, meta=meta)
+    scan = Scan(
+        name,
+        summary=Call(_summarize, Slot.PARTITION, spec, Slot.INDEX),
+        combine=partial(_combine, spec=spec),
+        initial=_Summary(),
+        kernel=Call(_run_kernel, kernel, Slot.PARTITION, Slot.STATE, spec, Slot.INDEX,
+                    *kernel_args),
+        reverse=True,
+    )
+    return scan_partitions(df, scan, meta=meta)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -514,18 +527,15 @@ def _lookahead_streaming(
     Each output partition depends on its input partition and on the small pending state carried
     forwards, so a worker holds a few partitions at a time, also after a forward step like dedup.
     """
-    parts = to_partitions(df)
-    token = tokenize(df._name, spec, kernel_args)
-    tail = dask.delayed(_tail, pure=True)
-    tails = [tail(part, spec, i, dask_key_name=f"lookahead-tail-{token}-{i}") for i, part in enumerate(parts)]
-    states = scan_forward(tails, partial(_carry, spec=spec), _Pending())
-    run = dask.delayed(_streaming_kernel, pure=True)
-    results = [
-        run(part, state, spec, i, i == len(parts) - 1, *kernel_args,
-            dask_key_name=f"future-features-{token}-{i}")
-        for i, (part, state) in enumerate(zip(parts, states, strict=True))
-    ]
-    return from_partitions(results, like=df, meta=meta, keep_divisions=False)
+    scan = Scan(
+        "future-features",
+        summary=Call(_tail, Slot.PARTITION, spec, Slot.INDEX),
+        combine=partial(_carry, spec=spec),
+        initial=_Pending(),
+        kernel=Call(_streaming_kernel, Slot.PARTITION, Slot.STATE, spec, Slot.INDEX, Slot.IS_LAST,
+                    *kernel_args),
+    )
+    return scan_partitions(df, scan, meta=meta, keep_divisions=False)
 
 
 # ----------------------------------------------------------------------------------------------

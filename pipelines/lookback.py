@@ -31,11 +31,9 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
-import dask
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
-from dask.base import tokenize
 from pandas.api.types import is_complex_dtype, is_numeric_dtype
 
 from pipelines.errors import InputError
@@ -55,7 +53,7 @@ from pipelines.lookahead import (
     _with_columns,
     feature_label,
 )
-from pipelines.partitions import from_partitions, scan_forward, to_partitions
+from pipelines.partitions import Call, Scan, Slot, scan_partitions
 from pipelines.window_stats import window_stat
 
 __all__ = ["FEATURES", "past_features"]
@@ -360,17 +358,14 @@ def past_features(
 def _scan_past(
     df: dd.DataFrame, spec: _Spec, meta: Any, kernel_args: tuple[Any, ...]
 ) -> dd.DataFrame:
-    """The graph: per-partition reaches, a forward scan of them, the kernel per partition.
-
-    Any prefix scan with the associative :func:`_combine` and identity ``_Reach()`` fits here.
-    """
-    parts = to_partitions(df)
-    token = tokenize(df._name, spec, kernel_args)
-    summarize = dask.delayed(_summarize, pure=True)
-    reaches = [summarize(part, spec, i, dask_key_name=f"lookback-reach-{token}-{i}")
-               for i, part in enumerate(parts)]
-    befores = scan_forward(reaches, partial(_combine, spec=spec), _Reach())
-    run = dask.delayed(_past_kernel, pure=True)
-    results = [run(part, before, spec, i, *kernel_args, dask_key_name=f"lookback-{token}-{i}")
-               for i, (part, before) in enumerate(zip(parts, befores, strict=True))]
-    return from_partitions(results, like=df, meta=meta)
+    """The graph: per-partition reaches, a forward prefix scan of them, the kernel per partition
+    (:func:`pipelines.partitions.scan_partitions`, with the associative :func:`_combine` and the
+    identity ``_Reach()``)."""
+    scan = Scan(
+        "lookback",
+        summary=Call(_summarize, Slot.PARTITION, spec, Slot.INDEX),
+        combine=partial(_combine, spec=spec),
+        initial=_Reach(),
+        kernel=Call(_past_kernel, Slot.PARTITION, Slot.STATE, spec, Slot.INDEX, *kernel_args),
+    )
+    return scan_partitions(df, scan, meta=meta)
