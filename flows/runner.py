@@ -17,7 +17,7 @@ from typing import Any
 import fsspec
 from distributed import Client, performance_report
 
-from flows.cluster import open_client
+from flows.cluster import describe_cluster, open_client
 from flows.config import CompareFlowConfig, TableFlowConfig, load_config
 from flows.report import RunResult
 from pipelines.errors import InputError
@@ -108,12 +108,13 @@ def run(
             from distributed import default_client
 
             client = default_client()
+    cluster_text = describe_cluster(cfg.cluster, scheduler, client) if dry_run else None
     if isinstance(cfg, TableFlowConfig):
         from flows.table import plan_table, run_table
 
         plan = plan_table(cfg)  # lazy: metadata only, before any cluster starts
         if dry_run:
-            return RunResult(flow="table", dry_run=True, graph=plan.describe())
+            return RunResult(flow="table", dry_run=True, graph="\n".join(filter(None, [plan.describe(), cluster_text])))
         execute = functools.partial(
             run_table, cfg, plan, show_progress=progress, source_fingerprint=input_fingerprint(cfg)
         )
@@ -122,7 +123,7 @@ def run(
 
         plan = plan_compare(cfg)
         if dry_run:
-            return RunResult(flow="compare", dry_run=True, graph=plan.describe())
+            return RunResult(flow="compare", dry_run=True, graph="\n".join(filter(None, [plan.describe(), cluster_text])))
         execute = functools.partial(run_compare, cfg, plan, show_progress=progress)
     with open_client(cfg.cluster, scheduler=scheduler, client=client) as active, active.as_current():
         with performance_report(filename=report) if report else contextlib.nullcontext():
