@@ -214,8 +214,8 @@ class Publication:
         if self.fs.exists(self.target):
             check_target(self.fs, self.target, self.overwrite, "output.path")
             aside = f"{self.tmp_path}.old"
-            self.fs.mv(self.target, aside, recursive=True)
-        self.fs.mv(self.tmp_path, self.target, recursive=True)
+            _move(self.fs, self.target, aside)
+        _move(self.fs, self.tmp_path, self.target)
         if self.fs.isdir(self.target):
             self.fs.touch(f"{self.target}/{SUCCESS}")
         if aside is not None:
@@ -247,6 +247,18 @@ class Publication:
     def __exit__(self, *exc: object) -> None:
         if not self.published:
             self.discard()
+
+
+def _move(fs: fsspec.AbstractFileSystem, source: str, target: str) -> None:
+    """``fs.mv`` of a file or folder; on object stores a folder moves key by key (fsspec's
+    recursive move also copies the folder's own key, which does not exist there: NoSuchKey)."""
+    if "file" in ((fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol) or not fs.isdir(source):
+        fs.mv(source, target, recursive=True)
+        return
+    for path in fs.find(source):
+        fs.mv(path, target + path[len(source):])
+    if fs.exists(source):  # pseudo-folders of in-memory stores
+        fs.rm(source, recursive=True)
 
 
 def check_target(fs: fsspec.AbstractFileSystem, target: str, overwrite: bool, key: str) -> None:
