@@ -4,7 +4,8 @@ Everything lives in one folder (config, munge key and socket, state, logs) on fr
 the config is found through ``SLURM_CONF``, so nothing under ``/etc`` changes and a SLURM already
 on the machine is left alone. Needs Debian's ``slurm-wlm`` and ``munge`` (``.ci/run`` installs
 them) and root (the daemons run as root, without systemd). Where SLURM cannot start, the
-``slurm`` fixture skips with the reason.
+``slurm`` fixture skips with the reason (fails instead where ``DASK_FLOWS_REQUIRE_SLURM=1``, as in
+``.ci/run``).
 """
 
 from __future__ import annotations
@@ -158,6 +159,8 @@ def slurm(tmp_path_factory):
     try:
         cluster.start()
     except SlurmUnavailable as reason:
+        if os.environ.get("DASK_FLOWS_REQUIRE_SLURM") == "1":  # CI: SLURM must run
+            pytest.fail(f"SLURM cannot start: {reason}")
         pytest.skip(f"SLURM cannot start here: {reason}")
     yield cluster
     for job in cluster.jobs():
