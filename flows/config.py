@@ -123,6 +123,17 @@ class ClusterConfig(Strict):
     scale: int | None = Field(None, ge=0)
     adapt: AdaptConfig | None = None
 
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: str) -> str:
+        from dask.utils import parse_timedelta
+
+        try:
+            parse_timedelta(value)
+        except (KeyError, ValueError, TypeError):
+            raise ValueError(f"{value!r} is not a duration like '30s', '10m' or '1h'") from None
+        return value
+
     @field_validator("manager")
     @classmethod
     def _manager(cls, value: str | None) -> str | None:

@@ -63,6 +63,18 @@ def test_dry_run_with_slurm_submits_nothing(tmp_path, slurm):  # noqa: F811
     assert slurm.jobs() == []
 
 
+def test_a_refused_job_ends_the_wait_at_once(tmp_path, slurm):  # noqa: F811
+    """sbatch refuses the job (no such partition): exit 2 with SLURM's reason, not a timeout."""
+    cluster = slurm_cluster(timeout="10m")
+    cluster["options"]["queue"] = "nosuch"
+    started = time.monotonic()
+    done = run_cli("run", str(write(tmp_path, quickstart(tmp_path, cluster, "out"))), cwd=tmp_path, **slurm.env)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: cluster.options: dask_jobqueue.SLURMCluster could not start its workers")
+    assert "invalid partition" in done.stderr.lower() and len(done.stderr.strip().splitlines()) == 1
+    assert time.monotonic() - started < 120 and not (tmp_path / "out").exists()
+
+
 def test_dry_run_prints_the_job_script(tmp_path):
     """Without SLURM too: the script is made, nothing submitted, nothing written."""
     done = run_cli("run", str(write(tmp_path, quickstart(tmp_path, slurm_cluster(), "out"))), "--dry-run",
@@ -130,6 +142,7 @@ def test_workers_that_never_come_end_the_run_naming_the_timeout(tmp_path):
         ({"manager": "a.B", "scale": 2, "adapt": {"maximum": 3}}, "cluster.adapt: give cluster.scale or"),
         ({"manager": "a.B", "adapt": {"minimum": 4, "maximum": 3}}, "cluster.adapt.maximum: is below minimum"),
         ({"manager": "a.B", "scale": -1}, "cluster.scale: Input should be greater than or equal to 0"),
+        ({"timeout": "10min"}, "cluster.timeout: '10min' is not a duration like '30s', '10m' or '1h'"),
     ],
 )
 def test_cluster_config_names_the_key(cluster, message):
