@@ -135,6 +135,13 @@ def describe_cluster(
     A manager with a ``job_script()`` (the dask-jobqueue ones) is made with no workers, so
     nothing is submitted, and its job script is shown (the scheduler address in it differs from
     run to run). Other managers are not started: they may create resources (pods, VMs).
+
+    Examples
+    --------
+    >>> describe_cluster(ClusterConfig()) is None
+    True
+    >>> describe_cluster(ClusterConfig(manager="distributed.LocalCluster", scale=2))
+    'cluster: distributed.LocalCluster, scale 2 workers (started by the run)'
     """
     if client is not None or config.manager is None or choose_cluster(config, scheduler).address:
         return None
@@ -155,6 +162,9 @@ def open_client(
     config: ClusterConfig, scheduler: str | None = None, client: Client | None = None
 ) -> Iterator[Client]:
     """Yield a ``Client`` for a run; close on exit only the client and cluster made here.
+
+    A cluster from ``cluster.manager`` is made, scaled, and waited for (its workers, up to
+    ``cluster.timeout``) before the client is yielded.
 
     Parameters
     ----------
