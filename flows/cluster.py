@@ -1,7 +1,9 @@
 """Which Dask cluster a run uses, and closing only what the run made.
 
 Precedence (first match wins): a ``Client`` passed in (Python API) > ``--scheduler`` >
-``DASK_SCHEDULER_ADDRESS`` > ``cluster.address`` > a new ``LocalCluster`` from ``cluster:``
+``DASK_SCHEDULER_ADDRESS`` > ``cluster.address`` > a cluster started from ``cluster:``: the
+``cluster.manager`` class (any Dask cluster class, e.g. ``dask_jobqueue.SLURMCluster``, with
+``cluster.options`` as its keyword arguments, then ``scale``/``adapt``), else a ``LocalCluster``
 (``kind: cuda``: a ``dask_cuda.LocalCUDACluster``, one worker per GPU).
 """
 
@@ -17,6 +19,9 @@ from distributed import Client, LocalCluster
 from distributed.security import Security
 
 from flows.config import ClusterConfig
+from flows.managers import (
+    StartFailures, make_manager, manager_class, start_manager, wait_for_workers, workers_wanted,
+)
 from pipelines.errors import InputError
 
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
@@ -122,11 +127,44 @@ def _new_local_cluster(config: ClusterConfig) -> LocalCluster:
     return LocalCluster(processes=config.processes, **kwargs)
 
 
+def describe_cluster(
+    config: ClusterConfig, scheduler: str | None = None, client: Client | None = None
+) -> str | None:
+    """What ``--dry-run`` says about the cluster a manager would start; ``None`` without one.
+
+    A manager with a ``job_script()`` (the dask-jobqueue ones) is made with no workers, so
+    nothing is submitted, and its job script is shown (the scheduler address in it differs from
+    run to run). Other managers are not started: they may create resources (pods, VMs).
+
+    Examples
+    --------
+    >>> describe_cluster(ClusterConfig()) is None
+    True
+    >>> describe_cluster(ClusterConfig(manager="distributed.LocalCluster", scale=2))
+    'cluster: distributed.LocalCluster, scale 2 workers (started by the run)'
+    """
+    if client is not None or config.manager is None or choose_cluster(config, scheduler).address:
+        return None
+    cls = manager_class(config.manager)
+    wanted = f"adapt {config.adapt.minimum}-{config.adapt.maximum}" if config.adapt else f"scale {workers_wanted(config)}"
+    head = f"cluster: {config.manager}, {wanted} workers"
+    if not callable(getattr(cls, "job_script", None)):
+        return f"{head} (started by the run)"
+    cluster = make_manager(config, n_workers=0)
+    try:
+        return f"{head}; each job runs:\n{cluster.job_script().strip()}"
+    finally:
+        cluster.close()
+
+
 @contextlib.contextmanager
 def open_client(
     config: ClusterConfig, scheduler: str | None = None, client: Client | None = None
 ) -> Iterator[Client]:
     """Yield a ``Client`` for a run; close on exit only the client and cluster made here.
+
+    A cluster from ``cluster.manager`` is made, scaled, and waited for (its workers, up to
+    ``cluster.timeout``) before the client is yielded.
 
     Parameters
     ----------
@@ -148,9 +186,16 @@ def open_client(
         finally:
             made.close()
         return
-    cluster = _start_local(config)
-    try:
-        with Client(cluster, set_as_default=False) as made:
-            yield made
-    finally:
+    failures = StartFailures()  # what a manager's event loop reports while starting workers
+    with failures.watching() if config.manager else contextlib.nullcontext():
+        cluster = start_manager(config) if config.manager else _start_local(config)
+        try:
+            with Client(cluster, set_as_default=False) as made:
+                if config.manager:
+                    wait_for_workers(made, config, failures)
+                yield made
+        except BaseException:
+            with contextlib.suppress(Exception):  # the run's own error is the one to report
+                cluster.close()
+            raise
         cluster.close()
