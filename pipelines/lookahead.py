@@ -967,13 +967,23 @@ def _map_kernel(
     combined = frame if future is None else pd.concat([frame, future])
     result = func(combined, n_own)
     if len(result) != n_own:
-        name = getattr(func, "__qualname__", None) or repr(func)
+        name = _function_name(func)
         raise InputError(
             f"map_lookahead: function {name!r} returned {len(result)} rows for the {n_own} own "
             f"rows of partition {part} (it got {len(combined)} rows: {n_own} own + "
             f"{len(combined) - n_own} future); it must return exactly one row per own row"
         )
     return result
+
+
+def _function_name(func: Callable[..., Any]) -> str:
+    """A function's name for messages (that of the function a ``functools.partial`` wraps).
+
+    >>> _function_name(partial(round, ndigits=2))
+    'round'
+    """
+    inner = getattr(func, "func", func)
+    return getattr(inner, "__qualname__", None) or repr(func)
 
 
 def map_lookahead(
@@ -1041,9 +1051,8 @@ def map_lookahead(
         try:
             found = func(fake, len(fake))
         except Exception as error:
-            name = getattr(func, "__qualname__", None) or repr(func)
             raise InputError(
-                f"map_lookahead: cannot infer the output of {name!r} on a fake partition "
+                f"meta: cannot infer the output of {_function_name(func)!r} on a fake partition "
                 f"({type(error).__name__}: {error}); pass `meta`"
             ) from None
         out_meta = make_meta(found.iloc[:0] if hasattr(found, "iloc") else found)
