@@ -108,6 +108,25 @@ def test_lookahead_map_step_infers_its_meta(parquet, tmp_path):
     same(run(steps, parquet, tmp_path), expected)
 
 
+def test_ticks_config_runs_with_lookback_and_barrier(tmp_path):
+    """configs/ticks.yaml on the quickstart's output runs; its barrier labels and past windows
+    equal the references on its (deduplicated) rows."""
+    quick = flows.run("configs/quickstart.yaml", overrides={
+        "input.rows": 8000, "cluster": IN_PROCESS, "output.path": str(tmp_path / "quick")})
+    result = flows.run("configs/ticks.yaml", overrides={
+        "input.path": quick.output, "cluster": IN_PROCESS, "output.path": str(tmp_path / "ticks"),
+        "summary.state": str(tmp_path / "state.json")})
+    got = pd.read_parquet(result.output)
+    assert set(got["price_barrier_5min"].dropna().unique()) <= {-1.0, 0.0, 1.0}
+    assert got["price_mean_past_30s"].notna().any()
+    base = got[["ts", "symbol", "price", "size"]]
+    expected = reference_future_window_features(
+        base, "5min", "price", ["barrier"], by="symbol", time="ts", barrier=(0.002, 0.001))
+    expected = reference_past_features(expected, "30s", ["price"], ["mean", "max"], by="symbol",
+                                       time="ts")
+    same(got[list(expected.columns)], expected)
+
+
 # ----------------------------------------------------------------------------------------------
 # bad inputs: exit 2, one line naming the key (the README's table of bad inputs)
 def lookahead(**params) -> dict:
