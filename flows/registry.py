@@ -4,7 +4,7 @@ A **step** is a parameters model (a pydantic model, unknown keys refused) and a 
 ``(df, params, context) -> df`` on a lazy Dask DataFrame. One :func:`register_step` call makes it
 a config key (``steps: [- NAME: {params}]``, validated with its key path), a line of
 ``dask-flows list`` and a step of the table flow. The built-in steps (``dedup``, ``lookahead``,
-``map``) are registered in :mod:`flows.steps` the same way.
+``lookback``, ``map``, ``lookahead_map``) are registered in :mod:`flows.steps` the same way.
 
 A **flow** is a config model (with a ``flow: Literal[NAME]`` field), a ``plan(config)`` that checks
 the input and builds what will run without a cluster (its result has ``describe()`` for dry runs)
@@ -15,7 +15,7 @@ and listed by ``dask-flows list``.
 Examples
 --------
 >>> sorted(steps())
-['dedup', 'lookahead', 'map']
+['dedup', 'lookahead', 'lookahead_map', 'lookback', 'map']
 >>> sorted(flows())
 ['compare', 'table']
 >>> steps()["dedup"].model.model_validate({"dedup": {"by": "symbol"}}).dedup.by
@@ -168,7 +168,7 @@ def _load_builtins() -> None:
     if _builtins_loaded:
         return
     _builtins_loaded = True
-    import flows.steps  # noqa: F401 - registers dedup, lookahead, map
+    import flows.steps  # noqa: F401 - registers dedup, lookahead, map, lookback, lookahead_map
     from flows.config import CompareFlowConfig, TableFlowConfig
 
     register_flow("table", TableFlowConfig, _lazy("flows.table:plan_table"), _lazy("flows.table:run_table"),

@@ -38,8 +38,10 @@ window may reach the next partition; the last partition emits the rest. Rows kee
 index; partition boundaries move, so divisions become unknown.
 
 Partitions may hold any number of rows, zero included. The per-partition kernel is
-vectorized: a stable sort by key, window bounds ``[start, end)`` by ``searchsorted``, then pandas
-rolling aggregations over those bounds, scattered back to row order. Rows are never reordered.
+vectorized: a stable sort by key, window bounds ``[start, end)`` by ``searchsorted``, then the
+kernels of :mod:`pipelines.window_stats` over those bounds, scattered back to row order. Rows are
+never reordered. Time arithmetic saturates at the ends of int64, so spans up to the longest the
+times' unit can hold (106751 days for nanoseconds) never overflow.
 
 Times must be non-decreasing (duplicates allowed; row order breaks ties). This is checked during
 the compute, inside and across partitions, and a violation raises :class:`InputError` naming the
@@ -59,13 +61,14 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 from dask.dataframe.utils import make_meta
-from pandas.api.indexers import BaseIndexer
+from pandas.errors import OutOfBoundsTimedelta
 from pandas.api.types import (
     is_complex_dtype,
     is_datetime64_any_dtype,
     is_numeric_dtype,
 )
 
+from pipelines import window_stats
 from pipelines._checks import check_columns
 from pipelines._keys import as_list, key_codes, stable_order
 from pipelines.errors import InputError
@@ -74,10 +77,15 @@ from pipelines.partitions import Call, Scan, Slot, scan_partitions
 __all__ = ["FEATURES", "feature_label", "future_features", "map_lookahead", "parse_horizon"]
 
 #: The features :func:`future_features` can compute, in their documented order.
-FEATURES: tuple[str, ...] = ("future", "change", "return", "max", "min", "mean", "sum", "count")
+FEATURES: tuple[str, ...] = (
+    "future", "change", "return", "max", "min", "mean", "sum", "count", "std", "time_to_max",
+    "time_to_min", "barrier",
+)
 
-_ROLLING = ("max", "min", "mean", "sum")
+_ROLLING = ("max", "min", "mean", "sum", "count", "std")  # window_stats.window_stat
 _NAT = np.iinfo(np.int64).min
+_INT_MIN, _INT_MAX = np.iinfo(np.int64).min, np.iinfo(np.int64).max
+_NUMBER_UNIT = re.compile(r"^\s*\+?(\d+(?:\.\d*)?)\s*([A-Za-z]+)\s*$")
 _DIGITS = re.compile(r"^\s*\+?\d+\s*$")
 _CALENDAR = re.compile(r"^\s*[+-]?\d*\s*(M|Y|y|Q|B|ME|MS|YE|YS|QE|QS|BM|BME|BMS|BQ|BY|W-\w+)\s*$")
 
@@ -118,12 +126,15 @@ def parse_horizon(value: Any) -> Horizon:
     """
     if isinstance(value, (bool, np.bool_)):
         raise InputError(f"{value!r} is not a row count or a time span like '30s'")
-    if isinstance(value, (int, np.integer)):
+    if isinstance(value, (pd.Timedelta, datetime.timedelta, np.timedelta64)):  # before integers:
+        try:  # numpy.timedelta64 is a numpy.integer
+            span = pd.Timedelta(value)
+        except (ValueError, OverflowError):  # OutOfBoundsTimedelta
+            raise _out_of_range(value) from None
+    elif isinstance(value, (int, np.integer)):
         if value <= 0:
             raise InputError(f"horizon {int(value)} must be a positive row count")
         return int(value)
-    if isinstance(value, (pd.Timedelta, datetime.timedelta, np.timedelta64)):
-        span = pd.Timedelta(value)
     elif isinstance(value, str):
         if _DIGITS.match(value):
             return parse_horizon(int(value))
@@ -134,6 +145,8 @@ def parse_horizon(value: Any) -> Horizon:
             )
         try:
             span = pd.Timedelta(value.strip())
+        except OutOfBoundsTimedelta:
+            span = _long_span(value)
         except (ValueError, TypeError, OverflowError):
             raise InputError(f"{value!r} is not a row count or a time span like '30s'") from None
     else:
@@ -141,6 +154,63 @@ def parse_horizon(value: Any) -> Horizon:
     if pd.isna(span) or span <= pd.Timedelta(0):
         raise InputError(f"horizon {value!r} must be a positive time span")
     return span
+
+
+def _long_span(value: str) -> pd.Timedelta:
+    """A ``"{number}{unit}"`` span too long for pandas' string parsing (which stops at about 106751
+    days), as ``pd.Timedelta(number, unit=unit)``, which holds far longer spans."""
+    match = _NUMBER_UNIT.match(value)
+    if match is None:
+        raise _out_of_range(value)
+    number, unit = match.groups()
+    try:
+        return pd.Timedelta(float(number) if "." in number else int(number), unit=unit)
+    except (ValueError, OverflowError):  # OutOfBoundsTimedelta or an unknown unit
+        raise _out_of_range(value) from None
+
+
+def _out_of_range(value: Any) -> InputError:
+    return InputError(f"horizon {value!r} is out of range: longer than a pandas Timedelta can hold")
+
+
+def _plus(t: Any, span: int) -> Any:
+    """``t + span`` (int64 times, ``0 <= span <= int64 max``) saturated at the largest int64, which
+    is not before any time, so ``t_j <= t + span`` keeps its meaning.
+
+    >>> _plus(np.array([0, 2**62]), 2**62).tolist() == [2**62, 2**63 - 1]
+    True
+    """
+    return np.minimum(t, _INT_MAX - span) + span
+
+
+def _minus(t: Any, span: int) -> Any:
+    """``t - span`` saturated at the smallest int64 (NaT), which is before every time.
+
+    >>> _minus(np.array([0, -2**62]), 2**62).tolist() == [-2**62, -2**63]
+    True
+    """
+    return np.maximum(t, _INT_MIN + span) - span
+
+
+def _span_units(horizon: Any, parsed: pd.Timedelta, unit: str, ceil: bool = False) -> int:
+    """A time span in whole ``unit`` (floored, or rounded up with ``ceil``) as an int64 count;
+    :class:`InputError` when datetime64 times of that unit cannot be that far apart."""
+    exact = parsed.to_timedelta64()  # in its own unit (``Timedelta.value`` is nanoseconds)
+    total = _nanoseconds(exact.astype(np.int64), np.datetime_data(exact.dtype)[0])
+    step = _nanoseconds(1, unit)
+    span = -(-total // step) if ceil else total // step
+    if span > _INT_MAX:
+        longest = pd.Timedelta(np.timedelta64(_INT_MAX, unit)).floor("D").days
+        raise InputError(
+            f"horizon {horizon!r} is out of range for datetime64[{unit}] times: a span of them is "
+            f"at most {longest} days; use a shorter horizon or times of a coarser unit"
+        )
+    return span
+
+
+def _nanoseconds(count: int, unit: str) -> int:
+    """``count`` of ``unit`` in nanoseconds, as an exact Python int (no int64 limit)."""
+    return int(count) * int(np.timedelta64(1, unit).astype("m8[ns]").astype(np.int64))
 
 
 def feature_label(horizon: Any) -> str:
@@ -185,12 +255,14 @@ class _Spec:
 @dataclass(frozen=True)
 class _Wanted:
     """The features :func:`future_features` adds: ``names[i][j]`` is feature ``j`` of column
-    ``i``; ``partial``: compute incomplete windows too."""
+    ``i`` (``barrier`` is followed by ``barrier_time``); ``partial``: compute incomplete windows
+    too; ``barrier``: its ``(up, down)`` levels."""
 
     columns: tuple[Hashable, ...]
     features: tuple[str, ...]
     names: tuple[tuple[str, ...], ...]
     partial: bool
+    barrier: tuple[float, float] | None = None
 
     @property
     def new_columns(self) -> list[str]:
@@ -253,7 +325,7 @@ def _spec(
             if not is_datetime64_any_dtype(dtype):
                 raise InputError(f"time column {time!r} is not a datetime column (dtype {dtype})")
         unit = np.datetime_data(getattr(dtype, "base", dtype))[0]
-        span = int(parsed // pd.Timedelta(1, unit=unit))
+        span = _span_units(horizon, parsed, unit)
     if keep is not None:
         wanted = [*keys, *keep] + ([time] if time is not None and span is not None else [])
         keep = tuple(dict.fromkeys(wanted))
@@ -366,7 +438,7 @@ def _summarize(frame: pd.DataFrame, spec: _Spec, part: int) -> _Summary:
         return _Summary(_first_per_key(frame, spec.rows, spec.by).copy(), None, part, part)
     t = _times(frame, spec)
     _check_times(frame, t, spec, part)
-    cut = int(np.searchsorted(t, t[0] + spec.span, side="right"))
+    cut = int(np.searchsorted(t, _plus(t[0], spec.span), side="right"))
     return _Summary(
         frame.iloc[:cut].copy(), t[:cut].copy(), part, part, int(t[-1]),
         _fmt(_time_values(frame, spec), -1), frame.index[-1],
@@ -392,7 +464,7 @@ def _combine(first: _Summary, then: _Summary, spec: _Spec) -> _Summary:
     assert first.t is not None and then.t is not None and first.last_t is not None
     if first.last_t > then.t[0]:
         _check_boundary(spec, first.last_time, first.last_label, first.last_part, then)
-    cut = int(np.searchsorted(then.t, first.t[0] + spec.span, side="right"))
+    cut = int(np.searchsorted(then.t, _plus(first.t[0], spec.span), side="right"))
     rows = _concat([first.rows, then.rows.iloc[:cut]])
     t = np.concatenate([first.t, then.t[:cut]])
     return replace(then, rows=rows, t=t, first_part=first.first_part)
@@ -419,7 +491,7 @@ def _future(frame: pd.DataFrame, state: _State, spec: _Spec, part: int) -> pd.Da
     assert state.t is not None
     if last > state.t[0]:
         _check_boundary(spec, _fmt(_time_values(frame, spec), -1), frame.index[-1], part, state)
-    cut = int(np.searchsorted(state.t, last + spec.span, side="right"))
+    cut = int(np.searchsorted(state.t, _plus(last, spec.span), side="right"))
     return state.rows.iloc[:cut] if cut else None
 
 
@@ -465,7 +537,7 @@ def _tail(frame: pd.DataFrame, spec: _Spec, part: int) -> _Pending:
     t = _times(frame, spec)
     _check_times(frame, t, spec, part)
     assert spec.span is not None
-    cut = int(np.searchsorted(t, t[-1] - spec.span, side="left"))
+    cut = int(np.searchsorted(t, _minus(t[-1], spec.span), side="left"))
     return _Pending(  # copies, so that a tail never keeps its whole partition alive
         frame.iloc[cut:].copy(), t[cut:].copy(), int(t[-1]), part, frame.index[-1],
         _fmt(_time_values(frame, spec), -1),
@@ -480,7 +552,7 @@ def _carry(pending: _Pending, tail: _Pending, spec: _Spec) -> _Pending:
     rows, t = tail.rows, tail.t
     if pending.rows is not None:
         assert pending.t is not None
-        cut = int(np.searchsorted(pending.t, tail.last_t - spec.span, side="left"))
+        cut = int(np.searchsorted(pending.t, _minus(tail.last_t, spec.span), side="left"))
         if cut < len(pending.t):
             rows = pd.concat([pending.rows.iloc[cut:], tail.rows])
             t = np.concatenate([pending.t[cut:], tail.t])
@@ -513,7 +585,7 @@ def _streaming_kernel(
     t = t_own if pending.rows is None else np.concatenate([pending.t, t_own])
     end_t = int(t[-1])
     assert spec.span is not None
-    n_emit = len(t) if last else int(np.searchsorted(t, end_t - spec.span, side="left"))
+    n_emit = len(t) if last else int(np.searchsorted(t, _minus(end_t, spec.span), side="left"))
     out = _feature_columns(frames, n_emit, t, end_t, spec, wanted)
     emitted = frames[0] if len(frames) == 1 else pd.concat(frames)
     return _with_columns(emitted.iloc[:n_emit], out)
@@ -540,24 +612,6 @@ def _lookahead_streaming(
 
 # ----------------------------------------------------------------------------------------------
 # the feature kernel
-class _Bounds(BaseIndexer):
-    """Precomputed window bounds for ``Series.rolling``."""
-
-    def __init__(self, start: np.ndarray, end: np.ndarray) -> None:
-        super().__init__()
-        self.start, self.end = start, end
-
-    def get_window_bounds(
-        self,
-        num_values: int = 0,
-        min_periods: int | None = None,
-        center: bool | None = None,
-        closed: str | None = None,
-        step: int | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        return self.start, self.end
-
-
 def _windows(
     n: int, codes: np.ndarray | None, n_groups: int, t: np.ndarray | None, spec: _Spec
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
@@ -580,7 +634,7 @@ def _windows(
     # in row order (times are sorted): rows after i with t_j > t_i begin at first_after, rows with
     # t_j <= t_i + T end at past_end; equal times are not in the window
     first_after = np.searchsorted(t, t, side="right")
-    past_end = np.searchsorted(t, t + spec.span, side="right")
+    past_end = np.searchsorted(t, _plus(t, spec.span), side="right")
     if order is None:
         return None, first_after.astype(np.int64), past_end.astype(np.int64)
     # the same bounds within the key: count the key's rows before those positions, using the
@@ -623,18 +677,19 @@ class _Windows:
     end: np.ndarray
     own_sorted: np.ndarray  # where each own row sits in that order
     complete: np.ndarray  # whether each own row's window is complete
+    times: np.ndarray | None  # times of all rows in that order, datetime64 (time horizons)
 
 
-def _feature_columns(
-    frames: Sequence[pd.DataFrame],
-    n_own: int,
-    t: np.ndarray | None,
-    end_t: int | None,
+#: Features whose incomplete windows follow their own rule (window_stats.settle_barrier).
+_SETTLED = ("barrier", "barrier_time")
+
+
+def _own_windows(
+    frames: Sequence[pd.DataFrame], n_own: int, t: np.ndarray | None, end_t: int | None,
     spec: _Spec,
-    wanted: _Wanted,
-) -> dict[str, np.ndarray]:
-    """The feature columns of the first ``n_own`` rows of ``frames`` (concatenated), whose
-    windows all lie within ``frames``; ``t``: their times, ``end_t``: the input's last time."""
+) -> _Windows:
+    """The windows of the first ``n_own`` rows of ``frames`` (concatenated); ``t``: the times of
+    all rows, ``end_t``: the input's last time (time horizons)."""
     if spec.by:
         codes, n_groups = key_codes(frames, spec.by)
     else:
@@ -647,56 +702,77 @@ def _feature_columns(
         own_sorted = inverse[:n_own]  # where each own row sits in key-sorted order
     else:
         own_sorted = np.arange(n_own)
+    times = None
     if spec.rows is not None:
         complete = (end - start)[own_sorted] == spec.rows
     else:
-        assert t is not None and end_t is not None
-        complete = t[:n_own] + spec.span <= end_t
-    windows = _Windows(order, start, end, own_sorted, complete)
-    blank = None if wanted.partial or complete.all() else ~complete
+        assert t is not None and end_t is not None and spec.span is not None
+        complete = t[:n_own] <= _minus(end_t, spec.span)
+        times = (t if order is None else t[order]).view(f"M8[{spec.unit}]")
+    return _Windows(order, start, end, own_sorted, complete, times)
+
+
+def _feature_columns(
+    frames: Sequence[pd.DataFrame],
+    n_own: int,
+    t: np.ndarray | None,
+    end_t: int | None,
+    spec: _Spec,
+    wanted: _Wanted,
+) -> dict[str, np.ndarray]:
+    """The feature columns of the first ``n_own`` rows of ``frames`` (concatenated), whose
+    windows all lie within ``frames``; ``t``: their times, ``end_t``: the input's last time."""
+    windows = _own_windows(frames, n_own, t, end_t, spec)
+    blank = None if wanted.partial or windows.complete.all() else ~windows.complete
     out: dict[str, np.ndarray] = {}
     for column, column_names in zip(wanted.columns, wanted.names, strict=True):
         values = _float_values(frames, column)
-        computed = _column_features(values, n_own, windows, spec, wanted.features)
+        computed = _column_features(values, n_own, windows, spec, wanted)
         for feature, nm in zip(wanted.features, column_names, strict=True):
             result = np.array(computed[feature], dtype=np.float64)
-            if blank is not None:
+            if blank is not None and feature not in _SETTLED:
                 result[blank] = np.nan
             out[nm] = result
     return out
 
 
 def _column_features(
-    values: np.ndarray, n_own: int, w: _Windows, spec: _Spec, features: tuple[str, ...]
+    values: np.ndarray, n_own: int, w: _Windows, spec: _Spec, wanted: _Wanted
 ) -> dict[str, np.ndarray]:
-    """``features`` of one column (``values`` of all rows, in row order) for the own rows."""
+    """``wanted.features`` of one column (``values`` of all rows, in row order), own rows only;
+    the barrier's incomplete windows already settled."""
     in_order = values if w.order is None else values[w.order]
-    own_values = values[:n_own]
     start, end, own_sorted = w.start, w.end, w.own_sorted
+    features = set(wanted.features)
     computed: dict[str, np.ndarray] = {}
-    wanted = set(features)
-    if wanted & {"future", "change", "return"}:
-        if spec.rows is not None:
-            last = np.where(w.complete, end[own_sorted] - 1, 0)
-            fut = np.where(w.complete, in_order[last], np.nan)
-        else:
-            own_start, own_end = start[own_sorted], end[own_sorted]
-            fut = np.where(own_end > own_start, in_order[np.maximum(own_end - 1, 0)], own_values)
-        computed["future"] = fut
-        with np.errstate(divide="ignore", invalid="ignore"):
-            computed["change"] = fut - own_values
-            computed["return"] = fut / own_values - 1
-    if "count" in wanted:
-        valid = np.concatenate([[0], np.cumsum(~np.isnan(in_order))])
-        computed["count"] = (valid[end] - valid[start])[own_sorted].astype(np.float64)
-    if wanted & set(_ROLLING):
-        series = pd.Series(in_order, copy=False)
-        bounds = _Bounds(start, end)
-        for feature in _ROLLING:
-            if feature in wanted:
-                rolling = series.rolling(bounds, min_periods=0 if feature == "sum" else 1)
-                computed[feature] = getattr(rolling, feature)().to_numpy()[own_sorted]
+    if features & {"future", "change", "return"}:
+        computed.update(_future_change_return(in_order, values[:n_own], w, spec))
+    for feature in features & set(_ROLLING):
+        computed[feature] = window_stats.window_stat(feature, in_order, None, start, end)[own_sorted]
+    for feature in features & {"time_to_max", "time_to_min"}:
+        kernel = window_stats.KERNELS[feature]
+        computed[feature] = kernel(in_order, w.times, start, end)[own_sorted]
+    if "barrier" in features:
+        assert wanted.barrier is not None
+        label, when = window_stats.barrier(in_order, w.times, start, end, *wanted.barrier)
+        computed["barrier"], computed["barrier_time"] = window_stats.settle_barrier(
+            label[own_sorted], when[own_sorted], w.complete, wanted.partial)
     return computed
+
+
+def _future_change_return(
+    in_order: np.ndarray, own_values: np.ndarray, w: _Windows, spec: _Spec
+) -> dict[str, np.ndarray]:
+    """``future``, ``change`` and ``return`` of the own rows."""
+    start, end, own_sorted = w.start, w.end, w.own_sorted
+    if spec.rows is not None:
+        last = np.where(w.complete, end[own_sorted] - 1, 0)
+        fut = np.where(w.complete, in_order[last], np.nan)
+    else:
+        own_start, own_end = start[own_sorted], end[own_sorted]
+        fut = np.where(own_end > own_start, in_order[np.maximum(own_end - 1, 0)], own_values)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {"future": fut, "change": fut - own_values, "return": fut / own_values - 1}
 
 
 def _with_columns(frame: pd.DataFrame, new: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -715,6 +791,7 @@ def future_features(
     time: Hashable | None = None,
     partial: bool = False,
     label: str | None = None,
+    barrier: Sequence[float] | None = None,
 ) -> dd.DataFrame:
     """Add features of each row's future window, per key, exactly across partitions (lazy).
 
@@ -726,12 +803,20 @@ def future_features(
       ``W_i``, or row *i*'s own value when ``W_i`` is empty (NaN taken as is);
     - ``change`` = future - value; ``return`` = future / value - 1;
     - ``max``, ``min``, ``mean``, ``sum``, ``count`` over the non-NaN values of ``W_i`` (count 0,
-      sum 0 and max/min/mean NaN when there are none).
+      sum 0 and max/min/mean NaN when there are none); ``std`` (ddof 1) over them, NaN below 2;
+    - ``time_to_max``, ``time_to_min``: from row *i* to the first row of ``W_i`` (row order)
+      holding the window's max (min) of non-NaN values: seconds (float) for a time horizon, rows
+      ahead within the key (1..k) for a rows horizon; NaN when there is no non-NaN value;
+    - ``barrier`` (needs ``barrier=(up, down)``, both > 0): the first row *j* of ``W_i`` in row
+      order with a non-NaN ``x_j >= x_i (1 + up)`` gives +1, with ``x_j <= x_i (1 - down)`` -1;
+      none gives 0. It adds a second column ``{c}_barrier_time_{label}``: seconds (time) or rows
+      ahead (rows) to that touch, NaN without one. Both are NaN when ``x_i`` is NaN or ``<= 0``.
 
     A window is *incomplete* when fewer than *k* rows of the key follow (rows), or when
     ``t_i + T`` is later than the last time of the whole input over all keys (time). All its
     features are NaN unless ``partial=True``, which computes them over what is there (a rows
-    ``future`` stays NaN).
+    ``future`` stays NaN). The barrier differs: an incomplete window that was touched keeps its
+    label and time (the touch is known already); one that was not is NaN, or 0 with ``partial``.
 
     Parameters
     ----------
@@ -754,6 +839,9 @@ def future_features(
         Compute incomplete windows over the rows there are instead of giving NaN.
     label : str, optional
         Label in the new column names instead of :func:`feature_label` of the horizon.
+    barrier : (float, float), optional
+        ``(up, down)`` relative levels of the ``barrier`` feature, e.g. ``(0.02, 0.01)``: up 2 %,
+        down 1 %. Required with that feature (and not used without it).
 
     Returns
     -------
@@ -767,7 +855,8 @@ def future_features(
     ------
     InputError
         Bad arguments, at once (unknown column or feature, non-numeric column, bad horizon, a time
-        horizon without times); unsorted times or NaT when computed.
+        horizon without times or longer than its times can span, ``barrier`` levels missing or
+        not > 0); unsorted times or NaT when computed.
 
     Examples
     --------
@@ -794,40 +883,87 @@ def future_features(
     1   b  10.0         20.0         1.0
     2   a   3.0          NaN         0.0
     3   b  30.0          NaN         0.0
+
+    Barrier labels (+1: up 10 % first, -1: down 10 % first, 0: neither) and when they were hit:
+
+    >>> pdf = pd.DataFrame({"price": [100.0, 104.0, 89.0, 99.0, 95.0]},
+    ...                    index=pd.date_range("2024-01-01", periods=5, freq="s"))
+    >>> out = future_features(dd.from_pandas(pdf, npartitions=2), "2s", "price", "barrier",
+    ...                       barrier=(0.1, 0.1)).compute()
+    >>> out[["price_barrier_2s", "price_barrier_time_2s"]].to_numpy().tolist()
+    [[-1.0, 2.0], [-1.0, 1.0], [1.0, 1.0], [nan, nan], [nan, nan]]
     """
-    meta = df._meta if isinstance(df, dd.DataFrame) else None
-    column_list = as_list(columns)
-    feature_list = as_list(features)
-    if meta is not None:
-        if not column_list:
-            raise InputError("columns: at least one column is needed")
-        check_columns("columns", column_list, meta.columns)
-        for column in column_list:
-            dtype = meta[column].dtype
-            if not is_numeric_dtype(dtype) or is_complex_dtype(dtype):
-                raise InputError(f"column {column!r}: not numeric (dtype {dtype})")
-    if not feature_list:
-        raise InputError("features: at least one feature is needed")
-    for feature in feature_list:
-        if feature not in FEATURES:
-            known = ", ".join(FEATURES)
-            raise InputError(f"features: unknown feature {feature!r} (known: {known})")
-    if len(set(feature_list)) != len(feature_list):
-        raise InputError(f"features: a feature is listed twice in {feature_list!r}")
+    if not isinstance(df, dd.DataFrame):
+        raise TypeError(f"expected a dask DataFrame, got {type(df).__name__}")
+    meta = df._meta
+    column_list, feature_list = as_list(columns), as_list(features)
+    _check_arguments(meta, column_list, feature_list, FEATURES)
     if label is not None and (not isinstance(label, str) or not label.strip()):
         raise InputError(f"label: {label!r} is not a non-empty string")
+    levels = _barrier_levels(barrier) if "barrier" in feature_list else None
     spec, _ = _spec(df, horizon, by, time, keep=column_list)
     text = feature_label(horizon) if label is None else label
+    feature_list = [g for f in feature_list for g in ((f, "barrier_time") if f == "barrier" else (f,))]
     names = tuple(tuple(f"{c}_{f}_{text}" for f in feature_list) for c in column_list)
-    for name in (nm for row in names for nm in row):
-        if name in meta.columns:
-            raise InputError(f"column {name!r} already exists; pass another `label`")
-    out_meta = _with_columns(meta, {nm: np.empty(0) for row in names for nm in row})
-    kernel_args = (_Wanted(tuple(column_list), tuple(feature_list), names, bool(partial)),)
+    out_meta = _meta_with(meta, names, "; pass another `label`")
+    kernel_args = (_Wanted(tuple(column_list), tuple(feature_list), names, bool(partial), levels),)
     if spec.span is not None:  # time horizon: stream forwards
         spec = replace(spec, keep=None)  # emitted rows carry all their columns
         return _lookahead_streaming(df, spec, out_meta, kernel_args)
     return _lookahead(df, spec, _feature_kernel, out_meta, "future-features", kernel_args)
+
+
+def _check_arguments(
+    meta: pd.DataFrame, columns: list[Any], features: list[Any], known: Sequence[str]
+) -> None:
+    """Raise :class:`InputError` for missing, unknown or non-numeric columns and missing, unknown
+    (not in ``known``) or repeated features."""
+    if not columns:
+        raise InputError("columns: at least one column is needed")
+    check_columns("columns", columns, meta.columns)
+    for column in columns:
+        dtype = meta[column].dtype
+        if not is_numeric_dtype(dtype) or is_complex_dtype(dtype):
+            raise InputError(f"column {column!r}: not numeric (dtype {dtype})")
+    if not features:
+        raise InputError("features: at least one feature is needed")
+    for feature in features:
+        if feature not in known:
+            raise InputError(f"features: unknown feature {feature!r} (known: {', '.join(known)})")
+    if len(set(features)) != len(features):
+        raise InputError(f"features: a feature is listed twice in {features!r}")
+
+
+def _meta_with(meta: pd.DataFrame, names: tuple[tuple[str, ...], ...], hint: str) -> pd.DataFrame:
+    """``meta`` with the float64 feature columns ``names`` added; :class:`InputError` (message
+    ending in ``hint``) when one exists already."""
+    for name in (nm for row in names for nm in row):
+        if name in meta.columns:
+            raise InputError(f"column {name!r} already exists{hint}")
+    return _with_columns(meta, {nm: np.empty(0) for row in names for nm in row})
+
+
+def _barrier_levels(barrier: Any) -> tuple[float, float]:
+    """``barrier=(up, down)`` checked: two finite numbers > 0.
+
+    >>> _barrier_levels((0.02, 0.01))
+    (0.02, 0.01)
+    >>> _barrier_levels(None)
+    Traceback (most recent call last):
+    ...
+    pipelines.errors.InputError: barrier: the barrier feature needs barrier=(up, down), two numbers > 0, got None
+    """
+    try:
+        if isinstance(barrier, (str, bytes)):
+            raise TypeError
+        up, down = (float(v) for v in barrier)
+    except (TypeError, ValueError):
+        raise InputError(
+            f"barrier: the barrier feature needs barrier=(up, down), two numbers > 0, got {barrier!r}"
+        ) from None
+    if not (0 < up < np.inf and 0 < down < np.inf):
+        raise InputError(f"barrier: up and down must be finite numbers > 0, got up={up}, down={down}")
+    return up, down
 
 
 def _map_kernel(
@@ -841,13 +977,23 @@ def _map_kernel(
     combined = frame if future is None else pd.concat([frame, future])
     result = func(combined, n_own)
     if len(result) != n_own:
-        name = getattr(func, "__qualname__", None) or repr(func)
+        name = _function_name(func)
         raise InputError(
             f"map_lookahead: function {name!r} returned {len(result)} rows for the {n_own} own "
             f"rows of partition {part} (it got {len(combined)} rows: {n_own} own + "
             f"{len(combined) - n_own} future); it must return exactly one row per own row"
         )
     return result
+
+
+def _function_name(func: Callable[..., Any]) -> str:
+    """A function's name for messages (that of the function a ``functools.partial`` wraps).
+
+    >>> _function_name(partial(round, ndigits=2))
+    'round'
+    """
+    inner = getattr(func, "func", func)
+    return getattr(inner, "__qualname__", None) or repr(func)
 
 
 def map_lookahead(
@@ -915,9 +1061,8 @@ def map_lookahead(
         try:
             found = func(fake, len(fake))
         except Exception as error:
-            name = getattr(func, "__qualname__", None) or repr(func)
             raise InputError(
-                f"map_lookahead: cannot infer the output of {name!r} on a fake partition "
+                f"meta: cannot infer the output of {_function_name(func)!r} on a fake partition "
                 f"({type(error).__name__}: {error}); pass `meta`"
             ) from None
         out_meta = make_meta(found.iloc[:0] if hasattr(found, "iloc") else found)

@@ -34,19 +34,21 @@ from typing import Any
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
-from pandas.api.types import is_complex_dtype, is_numeric_dtype
 
 from pipelines.errors import InputError
-from pipelines._checks import check_columns
 from pipelines._keys import as_list as _as_list
 from pipelines._keys import key_codes as _key_codes
 from pipelines._keys import stable_order as _stable_order
 from pipelines.lookahead import (
+    _check_arguments,
     _check_times,
     _cumcount,
     _float_values,
     _fmt,
+    _meta_with,
+    _minus,
     _Spec,
+    _span_units,
     _spec,
     _time_values,
     _times,
@@ -60,9 +62,6 @@ __all__ = ["FEATURES", "past_features"]
 
 #: The features :func:`past_features` can compute, in their documented order.
 FEATURES: tuple[str, ...] = ("count", "sum", "mean", "std", "var", "min", "max")
-
-_INT_MIN = np.iinfo(np.int64).min
-
 
 # ----------------------------------------------------------------------------------------------
 # the reach of a run of partitions, and its associative combine
@@ -85,11 +84,6 @@ class _Reach:
     last_t: int | None = None  # the run's last time
     first: _Row | None = None
     last: _Row | None = None
-
-
-def _minus(t: Any, span: int) -> Any:
-    """``t - span`` without int64 overflow (``_INT_MIN``, before every time, when it would)."""
-    return np.maximum(t, _INT_MIN + span) - span
 
 
 def _last_per_key(frame: pd.DataFrame, k: int, by: Sequence[Hashable]) -> pd.DataFrame:
@@ -242,35 +236,14 @@ def _past_kernel(
 
 # ----------------------------------------------------------------------------------------------
 # public API
-def _check_arguments(
-    meta: pd.DataFrame, columns: list[Any], features: list[Any], known: Sequence[str]
-) -> None:
-    """Raise :class:`InputError` for unknown, non-numeric or repeated columns and unknown or
-    repeated features (of ``known``)."""
-    if not columns:
-        raise InputError("columns: at least one column is needed")
-    check_columns("columns", columns, meta.columns)
-    for column in columns:
-        dtype = meta[column].dtype
-        if not is_numeric_dtype(dtype) or is_complex_dtype(dtype):
-            raise InputError(f"column {column!r}: not numeric (dtype {dtype})")
-    if not features:
-        raise InputError("features: at least one feature is needed")
-    for feature in features:
-        if feature not in known:
-            raise InputError(f"features: unknown feature {feature!r} (known: {', '.join(known)})")
-    if len(set(features)) != len(features):
-        raise InputError(f"features: a feature is listed twice in {features!r}")
-
-
 def _past_spec(df: dd.DataFrame, horizon: Any, by: Any, time: Any, columns: list[Any]) -> _Spec:
     """The lookahead spec, with a time span rounded *up* to whole time units: with whole-unit
     times, ``t_j > t_i - T`` is ``t_j > t_i - ceil(T)`` (lookahead's ``t_j <= t_i + T`` floors)."""
     spec, parsed = _spec(df, horizon, by, time, keep=columns)
     if spec.span is None:
         return spec
-    unit = pd.Timedelta(1, unit=spec.unit)
-    return replace(spec, span=int(-(-parsed // unit)))
+    assert spec.unit is not None
+    return replace(spec, span=_span_units(horizon, parsed, spec.unit, ceil=True))
 
 
 def past_features(
@@ -296,7 +269,9 @@ def past_features(
 
     A window is *incomplete* when fewer than *k* rows of the key came before and at *i* (rows),
     or when ``t_i - T`` is earlier than the first time of the whole input over all keys (time).
-    All its features are NaN unless ``partial=True``, which computes them over the rows there are.
+    All its features are NaN unless ``partial=True``, which computes them over the rows there are
+    with the same rules: this is pandas' ``min_periods=1``, except that a window without a
+    non-NaN value has count 0 and sum 0 (pandas gives NaN for that sum), as complete ones do.
 
     Parameters
     ----------
@@ -347,10 +322,7 @@ def past_features(
     spec = _past_spec(df, horizon, by, time, column_list)
     text = f"past_{feature_label(horizon)}"
     names = tuple(tuple(f"{c}_{f}_{text}" for f in feature_list) for c in column_list)
-    for name in (nm for row in names for nm in row):
-        if name in df._meta.columns:
-            raise InputError(f"column {name!r} already exists")
-    out_meta = _with_columns(df._meta, {nm: np.empty(0) for row in names for nm in row})
+    out_meta = _meta_with(df._meta, names, "")
     kernel_args = (tuple(column_list), tuple(feature_list), names, bool(partial))
     return _scan_past(df, spec, out_meta, kernel_args)
 

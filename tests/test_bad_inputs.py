@@ -93,7 +93,7 @@ CASES = [
     ("calendar horizon", table({"steps": [{"lookahead": {"horizon": "1M", "columns": ["price"]}}]}), [],
      ["steps[0].lookahead.horizon: ", "'1M'"]),
     ("unknown step", table({"steps": [{"resample": {}}]}), [],
-     ["steps[0]: not a step: use one of dedup, lookahead, map"]),
+     ["steps[0]: not a step: use one of dedup, lookahead, map, lookback, lookahead_map"]),
     ("unknown feature", table({"steps": [{"lookahead": {"horizon": "5s", "columns": ["price"], "features": ["median"]}}]}),
      [], ["steps[0].lookahead.features: unknown feature 'median'"]),
     ("bad override", table({}), ["--set", "steps.3.lookahead.horizon=1s"],

@@ -28,6 +28,8 @@ except ImportError:  # tests/ collected as a package
     from tests.reference import reference_future_features
 
 APPROX = ("sum", "mean", "change", "return")  # relative 1e-12; every other column exactly
+#: The features tests/reference.py computes; std, time_to_*, barrier: tests/test_window_stats.py.
+BASIC = ("future", "change", "return", "max", "min", "mean", "sum", "count")
 
 
 @pytest.fixture(autouse=True)
@@ -106,7 +108,7 @@ CASES = {  # irregular times have duplicates; "regular" is one row a second
 def case_data(case: str, partial: bool):
     params = dict(CASES[case])
     pdf = make_frame(160, seed=len(case), **params.pop("frame", {}))
-    kwargs = dict(columns=["price", "size"], features=FEATURES, partial=partial, **params)
+    kwargs = dict(columns=["price", "size"], features=BASIC, partial=partial, **params)
     return pdf, kwargs, reference_future_features(pdf, **kwargs)
 
 
@@ -212,14 +214,16 @@ def test_partitions_smaller_than_the_window_and_empty():
     pdf = make_frame(30, seed=5, irregular=False)
     ddf = split(pdf, [0, 1, 0, 0, 2, 1, 0, 5, 1, 1, 0, 19, 0])
     for horizon in (12, "12s"):
-        kwargs = dict(horizon=horizon, columns="price", features=FEATURES, by="key")
+        kwargs = dict(horizon=horizon, columns="price", features=BASIC, by="key")
         check(future_features(ddf, **kwargs), reference_future_features(pdf, **kwargs))
 
 
 def test_empty_input_and_horizon_longer_than_data():
     pdf = make_frame(20, seed=6)
-    empty = future_features(split(pdf.iloc[:0], [0, 0]), "5s", "price", FEATURES)
-    assert len(empty.compute()) == 0 and (empty.dtypes.iloc[-8:] == "float64").all()
+    empty = future_features(split(pdf.iloc[:0], [0, 0]), "5s", "price", FEATURES,
+                            barrier=(0.1, 0.1))
+    assert len(empty.compute()) == 0 and len(empty.columns) == 3 + len(FEATURES) + 1
+    assert (empty.dtypes.iloc[3:] == "float64").all()
     out = future_features(partitioned(pdf, 3), "1D", "price", ["max", "count"]).compute()
     assert out.iloc[:, -2:].isna().all().all()
 
@@ -277,7 +281,7 @@ def frames_and_cuts(draw):
 def test_property_any_partitioning(data, horizon, by, partial):
     pdf, sizes = data
     time = "ts" if "ts" in pdf.columns and isinstance(horizon, str) else None
-    kwargs = dict(horizon=horizon, columns="v", features=FEATURES, by=by, time=time,
+    kwargs = dict(horizon=horizon, columns="v", features=BASIC, by=by, time=time,
                   partial=partial)
     check(future_features(split(pdf, sizes), **kwargs), reference_future_features(pdf, **kwargs))
 
@@ -341,6 +345,54 @@ def test_parse_horizon_and_label():
             parse_horizon(bad)
     with pytest.raises(InputError, match="calendar offset"):
         parse_horizon("1M")
+
+
+def shifted(pdf: pd.DataFrame, to: str) -> pd.DataFrame:
+    """``pdf`` with nanosecond times moved to start at ``to`` (same gaps)."""
+    index = pdf.index.astype("datetime64[ns]")
+    return pdf.set_axis(index - index[0] + pd.Timestamp(to).as_unit("ns"))
+
+
+@pytest.mark.parametrize("partial", [False, True])
+def test_spans_near_the_int64_limit_saturate(partial):
+    """t + T beyond int64 (nanosecond times near 2262, or 100000D on any ns time): window bounds
+    saturate instead of wrapping around, so results equal those of the same gaps elsewhere."""
+    pdf = make_frame(60, seed=7)
+    kwargs = dict(columns="price", features=["max", "count", "barrier"], by="key",
+                  partial=partial, barrier=(0.01, 0.01), label="h")
+    for horizon, late in (("3D", "2262-04-09"), ("100000D", "2024-01-01"),
+                          ("100000D", "2262-04-09")):
+        expected = future_features(partitioned(shifted(pdf, "2000-01-01"), 1), horizon, **kwargs)
+        got = future_features(partitioned(shifted(pdf, late), 4), horizon, **kwargs).compute()
+        pd.testing.assert_frame_equal(got.reset_index(drop=True),
+                                      expected.compute().reset_index(drop=True), check_exact=True)
+    pdf = make_frame(60, seed=7, irregular=False)  # distinct times
+    got = future_features(partitioned(pdf, 3), "100000D", "price", "count", partial=partial)
+    column = got.compute()["price_count_100000D"]
+    if partial:  # every later row of the input
+        np.testing.assert_array_equal(column, np.cumsum(pdf["price"].notna()[::-1])[::-1]
+                                      - pdf["price"].notna())
+    else:
+        assert column.isna().all()
+
+
+def test_spans_longer_than_pandas_parses():
+    """pandas' parser stops at ~106751 days, its Timedelta does not: 1000000D is a span; one
+    that the data's time unit cannot hold is refused, saying so."""
+    assert parse_horizon("1000000D") == pd.Timedelta(days=1_000_000)
+    assert parse_horizon("1000000 days") == parse_horizon(np.timedelta64(1_000_000, "D"))
+    pdf = make_frame(30, seed=8)  # microsecond times
+    got = future_features(partitioned(pdf, 3), "1000000D", "price", "count", partial=True)
+    expected = future_features(partitioned(pdf, 1), "1D", "price", "count", partial=True)
+    np.testing.assert_array_equal(got.compute().iloc[:, -1], expected.compute().iloc[:, -1])
+    with pytest.raises(InputError, match=r"^horizon '1000000D' is out of range for "
+                                         r"datetime64\[ns\] times: a span of them is at most "
+                                         r"106751 days; use a shorter horizon"):
+        future_features(partitioned(shifted(pdf, "2024-01-01"), 2), "1000000D", "price")
+    for bad in ("10000000000000D", np.timedelta64(10**15, "D")):
+        with pytest.raises(InputError, match=r"is out of range: longer than a pandas Timedelta"):
+            parse_horizon(bad)
+    assert parse_horizon(np.timedelta64(5, "s")) == pd.Timedelta(seconds=5)  # not 5 rows
 
 
 # ----------------------------------------------------------------------------------------------

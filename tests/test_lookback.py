@@ -18,10 +18,12 @@ from pipelines.lookback import FEATURES, past_features
 
 try:
     from reference_windows import reference_past_features
-    from test_lookahead import CASES, GRID, frames_and_cuts, make_frame, partitioned, split
+    from test_lookahead import (CASES, GRID, frames_and_cuts, make_frame, partitioned, shifted,
+                                split)
 except ImportError:  # tests/ collected as a package
     from tests.reference_windows import reference_past_features
-    from tests.test_lookahead import frames_and_cuts, make_frame, partitioned, split
+    from tests.test_lookahead import (CASES, GRID, frames_and_cuts, make_frame, partitioned,
+                                      shifted, split)
 
 RTOL = {"sum": 1e-12, "mean": 1e-12, "std": 1e-9, "var": 1e-9}  # count, min, max: exactly
 
@@ -150,6 +152,41 @@ def test_horizon_longer_than_any_time_difference():
                         partial=True).compute()
     expanding = pdf.groupby("key", dropna=False)["price"].transform(lambda s: s.expanding().count())
     np.testing.assert_array_equal(out["price_count_past_100000D"], expanding.astype(float))
+
+
+@pytest.mark.parametrize("partial", [False, True])
+def test_spans_near_the_int64_limit_saturate(partial):
+    """t - T before int64's smallest value (nanosecond times near 1677, or 100000D): bounds
+    saturate, so results equal those of the same gaps elsewhere; 1000000D (longer than pandas
+    parses) works on microsecond times and is refused on nanosecond ones, saying why."""
+    pdf = make_frame(60, seed=7)
+    kwargs = dict(columns="price", features=["max", "count", "std"], by="key", partial=partial)
+    for horizon, early in (("3D", "1677-09-22"), ("100000D", "2024-01-01"),
+                           ("100000D", "1677-09-22")):
+        expected = past_features(partitioned(shifted(pdf, "2000-01-01"), 1), horizon, **kwargs)
+        got = past_features(partitioned(shifted(pdf, early), 4), horizon, **kwargs)
+        pd.testing.assert_frame_equal(got.compute().reset_index(drop=True),
+                                      expected.compute().reset_index(drop=True), check_exact=True)
+    got = past_features(partitioned(pdf, 3), "1000000D", "price", "count", partial=partial)
+    expected = past_features(partitioned(pdf, 1), "1D", "price", "count", partial=partial)
+    np.testing.assert_array_equal(got.compute().iloc[:, -1], expected.compute().iloc[:, -1])
+    with pytest.raises(InputError, match=r"^horizon '1000000D' is out of range for "
+                                         r"datetime64\[ns\] times: a span of them is at most"):
+        past_features(partitioned(shifted(pdf, "2024-01-01"), 2), "1000000D", "price")
+
+
+def test_partial_windows_without_values_have_count_and_sum_zero():
+    """partial: the rules of complete windows over the rows there are, so a window without a
+    value has count 0 and sum 0 (pandas' rolling sum with min_periods=1 gives NaN there)."""
+    pdf = pd.DataFrame({"x": [np.nan, np.nan, 1.0, np.nan, 2.0]},
+                       index=pd.date_range("2024-01-01", periods=5, freq="s"))
+    got = past_features(split(pdf, [2, 0, 3]), 3, "x", ["count", "sum", "mean", "std"],
+                        partial=True).compute()
+    np.testing.assert_array_equal(got["x_count_past_3r"], [0, 0, 1, 1, 2])
+    np.testing.assert_array_equal(got["x_sum_past_3r"], [0, 0, 1, 1, 3])
+    np.testing.assert_array_equal(got["x_mean_past_3r"], [np.nan, np.nan, 1, 1, 1.5])
+    assert got["x_std_past_3r"].iloc[:4].isna().all() and got["x_std_past_3r"].iloc[4] > 0
+    assert np.isnan(pdf["x"].rolling(3, min_periods=1).sum().iloc[0])  # where pandas differs
 
 
 def test_empty_input_and_empty_partitions():

@@ -42,3 +42,8 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
         accuracy = float(re.search(r"1-NN accuracy: ([0-9.]+)", text).group(1))
         assert accuracy > 0.85  # nine speakers: chance is 0.11
         assert (tmp_path / "out/heatmap.png").exists()
+    if path.name == "windows.ipynb":
+        labels = re.search(r"barrier labels of S\d+: (\{.*\})", text)
+        assert labels and all(f"{v}:" in labels.group(1) for v in ("1.0", "-1.0", "0.0"))
+        assert images(nb) == 1  # the barrier labels over the price
+        assert (tmp_path / "out/barrier.png").exists()

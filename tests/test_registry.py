@@ -56,7 +56,7 @@ def test_a_registered_step_runs_from_yaml(scale, tmp_path, capsys):
 
 
 def test_unknown_step_lists_the_registered_ones(scale):
-    with pytest.raises(ConfigError, match="steps\\[0\\]: not a step: use one of dedup, lookahead, map, scale"):
+    with pytest.raises(ConfigError, match="steps\\[0\\]: not a step: use one of dedup, lookahead, map, lookback, lookahead_map, scale"):
         load_config({"flow": "table", "input": {"format": "synthetic"}, "steps": [{"scael": {}}],
                      "output": {"path": "x"}})
 
