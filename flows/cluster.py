@@ -13,6 +13,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import dask
 from distributed import Client, LocalCluster
@@ -116,15 +117,33 @@ def _new_local_cluster(config: ClusterConfig) -> LocalCluster:
                 "cluster.kind: cuda needs dask-cuda: pip install 'dask-flows[gpu]'"
             ) from None
         try:
-            return LocalCUDACluster(
-                threads_per_worker=config.threads_per_worker,
-                memory_limit=config.memory_limit,
-                dashboard_address=kwargs["dashboard_address"],
-                resources={"GPU": 1},
-            )
+            return LocalCUDACluster(**cuda_cluster_kwargs(config))
         except Exception as error:  # NVMLError and friends when there is no GPU
             raise InputError(f"cluster.kind: cuda: no usable GPU ({type(error).__name__}: {error})") from None
     return LocalCluster(processes=config.processes, **kwargs)
+
+
+def cuda_cluster_kwargs(config: ClusterConfig) -> dict[str, Any]:
+    """The keyword arguments of ``dask_cuda.LocalCUDACluster`` for ``kind: cuda``.
+
+    dask-cuda's own settings in ``cluster.cuda`` (``rmm_pool_size``, ``CUDA_VISIBLE_DEVICES``,
+    ``protocol: ucx``, ...) pass through unchanged and win over the defaults derived here; every
+    worker declares one ``GPU`` resource, which the compare grid's tasks ask for.
+
+    Examples
+    --------
+    >>> config = ClusterConfig(kind="cuda", cuda={"rmm_pool_size": "20GB", "protocol": "ucx"})
+    >>> sorted(cuda_cluster_kwargs(config).items())  # doctest: +NORMALIZE_WHITESPACE
+    [('dashboard_address', None), ('memory_limit', 'auto'), ('protocol', 'ucx'),
+     ('resources', {'GPU': 1}), ('rmm_pool_size', '20GB'), ('threads_per_worker', 1)]
+    """
+    return {
+        "threads_per_worker": config.threads_per_worker,
+        "memory_limit": config.memory_limit,
+        "dashboard_address": ":0" if config.dashboard else None,
+        "resources": {"GPU": 1},
+        **config.cuda,
+    }
 
 
 def describe_cluster(

@@ -120,6 +120,7 @@ class ClusterConfig(Strict):
     options: dict[str, Any] = {}
     scale: int | None = Field(None, ge=0)
     adapt: AdaptConfig | None = None
+    cuda: dict[str, Any] = {}  # kind: cuda: dask_cuda.LocalCUDACluster's own keyword arguments
 
     @field_validator("timeout")
     @classmethod
@@ -145,6 +146,8 @@ class ClusterConfig(Strict):
     @model_validator(mode="after")
     def _manager_or_local(self) -> ClusterConfig:
         given = self.model_fields_set
+        if "cuda" in given and self.kind != "cuda":
+            raise _key_error("cuda", self.cuda, "dask-cuda settings need cluster.kind: cuda")
         if self.manager is None:
             for key in _MANAGER_ONLY:
                 if key in given:

@@ -99,3 +99,16 @@ def test_shipped_configs_are_valid():
 
     for path in sorted(Path(__file__).parents[1].glob("configs/*.yaml")):
         load_config(path)
+
+
+def test_cuda_settings_pass_through_and_need_kind_cuda():
+    from flows.cluster import cuda_cluster_kwargs
+    from flows.config import ClusterConfig
+
+    config = ClusterConfig(kind="cuda", cuda={"rmm_pool_size": "20GB", "CUDA_VISIBLE_DEVICES": "0,1"})
+    kwargs = cuda_cluster_kwargs(config)
+    assert kwargs["rmm_pool_size"] == "20GB" and kwargs["CUDA_VISIBLE_DEVICES"] == "0,1"
+    assert kwargs["resources"] == {"GPU": 1}
+    with pytest.raises(ConfigError, match=r"cluster\.cuda: .*need cluster\.kind: cuda"):
+        parse_config({"flow": "table", "input": {"format": "synthetic"}, "output": {"path": "x"},
+                      "cluster": {"cuda": {"rmm_pool_size": "1GB"}}})
