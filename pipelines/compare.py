@@ -427,6 +427,33 @@ def score_block(
     return _score_block(a, b, upper=upper, chunk_bytes=chunk_bytes)
 
 
+def _conj_shifted(b: Spectra, nfft: int, cplx: Any, xp: Any) -> Any:
+    """Block ``b``'s spectra conjugated and shifted by ``n_b - 1``, laid out ``(F, r, Tb)`` for
+    the GEMM."""
+    phase = xp.asarray(_shift_phase(b.lengths, nfft, cplx))  # (F, Tb)
+    fb = xp.conj(b.freq)
+    fb *= phase[:, :, None]
+    return xp.ascontiguousarray(fb.transpose(0, 2, 1))
+
+
+def _best_valid(corr: Any, width: Any, positions: Any, xp: Any) -> tuple[Any, Any]:
+    """Max and first argmax of each row of ``corr`` over its valid positions ``[0, width)``.
+
+    A plain argmax over the whole row first; only the rows whose argmax fell in the padding
+    (all-negative pairs, or a 0 tie) are re-done with the padding masked.
+    """
+    best_at = xp.argmax(corr, axis=-1)
+    best = xp.take_along_axis(corr, best_at[..., None], axis=-1)[..., 0]
+    padded = best_at >= width
+    if bool(padded.any()):
+        rows = corr[padded]
+        rows = xp.where(positions[None, :] < width[padded][:, None], rows, -xp.inf)
+        redo = xp.argmax(rows, axis=-1)
+        best_at[padded] = redo
+        best[padded] = xp.take_along_axis(rows, redo[:, None], axis=-1)[:, 0]
+    return best, best_at
+
+
 def _score_block(
     a: Spectra, b: Spectra, *, upper: bool = False, chunk_bytes: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -448,11 +475,7 @@ def _score_block(
     lag = np.zeros((ta, tb), dtype=np.int32)
     if ta == 0 or tb == 0:
         return score, lag
-    # B side: conj, shifted by n_b - 1, laid out (F, r, Tb) for the GEMM
-    phase = xp.asarray(_shift_phase(b.lengths, nfft, cplx))  # (F, Tb)
-    fb = xp.conj(b.freq)
-    fb *= phase[:, :, None]
-    fb = xp.ascontiguousarray(fb.transpose(0, 2, 1))
+    fb = _conj_shifted(b, nfft, cplx, xp)
     m_a = xp.asarray(a.lengths)
     n_b = xp.asarray(b.lengths)
     limit = chunk_bytes or CHUNK_BYTES[a.device]
@@ -477,16 +500,8 @@ def _score_block(
             del prod
             corr = xp.fft.irfft(spectrum, n=nfft, axis=-1)  # (A, B, nfft), real
         del spectrum
-        best_at = xp.argmax(corr, axis=-1)
-        best = xp.take_along_axis(corr, best_at[..., None], axis=-1)[..., 0]
         width = m_a[a0:a1, None] + n_b[None, b0:] - 1  # valid positions are [0, width)
-        padded = best_at >= width
-        if bool(padded.any()):  # all-negative pairs (or a 0 tie): masked re-do of those rows only
-            rows = corr[padded]
-            rows = xp.where(positions[None, :] < width[padded][:, None], rows, -xp.inf)
-            redo = xp.argmax(rows, axis=-1)
-            best_at[padded] = redo
-            best[padded] = xp.take_along_axis(rows, redo[:, None], axis=-1)[:, 0]
+        best, best_at = _best_valid(corr, width, positions, xp)
         del corr
         lags = best_at - (n_b[None, b0:] - 1)
         best, lags = to_host(best), to_host(lags)
