@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import dask.dataframe as dd
 import pandas as pd
@@ -28,11 +28,13 @@ from pipelines.lookahead import FEATURES, future_features, parse_horizon
 
 
 class DedupParams(Strict):
-    """``dedup``: drop a row equal to the previous row of its key (see pipelines.dedup)."""
+    """``dedup``: keep the first (last) row of each run of equal rows of a key (see pipelines.dedup)."""
 
     subset: list[str] | None = None
     by: Columns | None = None
     nan_equal: bool = True
+    keep: Literal["first", "last"] = Field("first", description="first or last row of each run")
+    count: str | None = Field(None, description="a new int64 column: the rows in the kept row's run")
 
 
 class LookaheadParams(Strict):
@@ -79,7 +81,8 @@ class MapParams(Strict):
 def dedup_step(df: dd.DataFrame, params: DedupParams, ctx: StepContext) -> dd.DataFrame:
     """``dedup``: :func:`pipelines.dedup.drop_consecutive_duplicates`."""
     return drop_consecutive_duplicates(
-        df, subset=params.subset, by=params.by, nan_equal=params.nan_equal, time=ctx.time
+        df, subset=params.subset, by=params.by, nan_equal=params.nan_equal, time=ctx.time,
+        keep=params.keep, count=params.count,
     )
 
 
