@@ -1,28 +1,37 @@
-"""Consecutive-duplicate removal across partitions, per key.
+"""Consecutive-duplicate removal across partitions, per key: one row per run of equal rows.
 
-A row is dropped when its ``subset`` columns equal those of the previous row of the same key. The
-previous row of a key is the last earlier row, in row order (partition order, then position), whose
-``by`` values are all equal to the row's; missing key values (NaN, None, NaT, pd.NA) are equal to
-each other, so they form a key of their own. Missing values in ``subset`` equal each other when
-``nan_equal`` (the default); otherwise a row with a missing value is never a duplicate, nor is the
-row after it. The first row of each key is always kept. (``docs/semantics.md`` states the same for
-all steps.) The previous row of a key may lie any number of partitions back,
-so the partitions are linked by a *forward scan* (:func:`pipelines.partitions.scan_partitions`)
-over small summaries:
+A row is a *duplicate* when its ``subset`` columns equal those of the previous row of the same key.
+The previous row of a key is the last earlier row, in row order (partition order, then position),
+whose ``by`` values are all equal to the row's; missing key values (NaN, None, NaT, pd.NA) are
+equal to each other, so they form a key of their own. Missing values in ``subset`` equal each
+other when ``nan_equal`` (the default); otherwise a row with a missing value is never a duplicate,
+nor is the row after it. A *run* is a row that is not a duplicate and the duplicates that follow it
+in its key; ``keep="first"`` keeps the first row of each run (drops the duplicates),
+``keep="last"`` its last row, and ``count`` adds the run's number of rows. (``docs/semantics.md``
+states the same for all steps.) A run may span any number of partitions, so the partitions are
+linked by scans (:func:`pipelines.partitions.scan_partitions`) over small summaries:
 
-- ``L_q``: the last row per key of partition ``q`` (key and subset columns only), computed in
-  parallel, one task per partition;
-- ``C_p``: the last row per key of everything before partition ``p``,
-  ``C_p = merge(C_{p-1}, L_{p-1})`` where the newer row of a key wins. Its size is bounded by the
-  number of distinct keys, and ``merge`` is associative, so all ``C_p`` come from a parallel
-  prefix scan of depth ``O(log P)`` over the ``L_q``;
-- partition ``p`` is deduplicated against ``C_p``: the carried rows are put in front of the
-  partition's key and subset columns, every row finds the position of the previous row of its key
-  (a stable sort of the key codes), and the subset columns are compared column by column,
+- ``keep="first"``: a *forward scan*. ``L_q``, the last row per key of partition ``q`` (key and
+  subset columns only), computed in parallel, one task per partition; ``C_p``, the last row per
+  key of everything before partition ``p``, ``C_p = merge(C_{p-1}, L_{p-1})`` where the newer
+  row of a key wins. Its size is bounded by the number of distinct keys, and ``merge`` is
+  associative, so all ``C_p`` come from a parallel prefix scan of depth ``O(log P)`` over the
+  ``L_q``. Partition ``p`` is deduplicated against ``C_p``: the carried rows are put in front of
+  the partition's key and subset columns, every row finds the position of the previous row of its
+  key (a stable sort of the key codes), and the subset columns are compared column by column,
   vectorized.
+- ``keep="last"``: the mirror image, a *backward scan* of the first row per key of the partitions
+  after ``p`` (the earlier row of a key wins); a row is kept unless the next row of its key
+  equals it.
+- ``count``: the first scan marks the kept rows (run starts, or run ends) in a bool column, and a
+  second scan over the marked partitions counts the rows of each run that lie in other partitions:
+  per key, the rows before its first mark and whether it has one (from the end for
+  ``keep="last"``), folded associatively (:class:`_Tally`); backwards for ``keep="first"`` (a run
+  goes on into later partitions), forwards for ``keep="last"`` (it began in earlier ones).
+  ``keep="first"`` without ``count`` runs the forward scan only.
 
 No partition is ever gathered with another; each output partition depends on its own input
-partition and one small carry.
+partition and small states.
 """
 
 from __future__ import annotations
@@ -94,7 +103,9 @@ def drop_consecutive_duplicates(
     The previous row of a key may lie any number of partitions back: the last row per key of each
     partition is carried forwards by a scan over the partitions (a tree of small merges whose
     size is bounded by the number of keys), and each partition is deduplicated against the rows
-    carried into it. Partitions are never gathered together.
+    carried into it. ``keep="last"`` carries the first row per key of the later partitions
+    backwards instead, and ``count`` adds a second scan that carries run lengths (see the module
+    docstring). Partitions are never gathered together.
 
     Examples
     --------

@@ -3,6 +3,7 @@ reference over many partitionings, the associativity of the run-length scan, and
 
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import dask
@@ -19,6 +20,7 @@ from flows.cli import main
 from pipelines import dedup
 from pipelines.dedup import drop_consecutive_duplicates
 from pipelines.errors import InputError
+from pipelines.partitions import graph_depth, task_graph
 
 try:
     from reference import reference_drop_consecutive_duplicates as reference
@@ -267,3 +269,31 @@ def test_bad_yaml_exits_2_naming_the_key(tmp_path, capsys, monkeypatch, params, 
     assert code == 2 and len(err.splitlines()) == 1, err
     assert expected in err, err
     assert not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# the graph and a real cluster
+
+
+@pytest.mark.parametrize("keep, count", [("first", None), *MODES])
+def test_graph_is_linear_in_size_and_logarithmic_in_depth(keep, count):
+    n_parts = 256
+    pdf = ticks(2 * n_parts)
+    ddf = dask.dataframe.from_pandas(pdf, npartitions=n_parts, sort=False)
+    out = drop_consecutive_duplicates(ddf, subset="price", by="symbol", keep=keep, count=count)
+    graph = task_graph(out)
+    n_scans = 1 if count is None else 2
+    per_scan = (len(graph) - n_parts) / n_scans / n_parts
+    assert 2 <= per_scan <= 5  # summary, state (+ blocks), kernel, (the count scan:) a copy
+    assert graph_depth(out) <= 2 * n_scans * math.log2(n_parts) + 10
+
+
+def test_on_local_cluster(local_client):
+    """A real LocalCluster (conftest: 2 worker processes, 1 thread each)."""
+    pdf = make_frame(3000, seed=12)
+    ddf = dask.dataframe.from_pandas(pdf, npartitions=25, sort=False)
+    for keep, count in MODES:
+        out = drop_consecutive_duplicates(ddf, subset=["x", "s"], by=["k", "k2"], keep=keep,
+                                          count=count)
+        expected = reference(pdf, subset=["x", "s"], by=["k", "k2"], keep=keep, count=count)
+        pd.testing.assert_frame_equal(local_client.compute(out).result(), expected)
