@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import dask.dataframe as dd
 import pandas as pd
@@ -33,11 +33,13 @@ from pipelines.lookahead import FEATURES, future_features, map_lookahead, parse_
 
 
 class DedupParams(Strict):
-    """``dedup``: drop a row equal to the previous row of its key (see pipelines.dedup)."""
+    """``dedup``: keep the first (last) row of each run of equal rows of a key (see pipelines.dedup)."""
 
     subset: list[str] | None = None
     by: Columns | None = None
     nan_equal: bool = True
+    keep: Literal["first", "last"] = Field("first", description="first or last row of each run")
+    count: str | None = Field(None, description="a new int64 column: the rows in the kept row's run")
 
 
 class BarrierLevels(Strict):
@@ -139,7 +141,8 @@ class LookaheadMapParams(MapParams):
 def dedup_step(df: dd.DataFrame, params: DedupParams, ctx: StepContext) -> dd.DataFrame:
     """``dedup``: :func:`pipelines.dedup.drop_consecutive_duplicates`."""
     return drop_consecutive_duplicates(
-        df, subset=params.subset, by=params.by, nan_equal=params.nan_equal, time=ctx.time
+        df, subset=params.subset, by=params.by, nan_equal=params.nan_equal, time=ctx.time,
+        keep=params.keep, count=params.count,
     )
 
 

@@ -124,9 +124,16 @@ def _same(a, b, nan_equal: bool) -> bool:
 
 
 def reference_drop_consecutive_duplicates(
-    pdf: pd.DataFrame, subset=None, by=None, nan_equal: bool = True, time=None
+    pdf: pd.DataFrame, subset=None, by=None, nan_equal: bool = True, time=None,
+    keep: str = "first", count=None,
 ) -> pd.DataFrame:
-    """Drop a row when its subset values equal those of the previous row of its key."""
+    """Keep the first (or last) row of each run of consecutive equal rows of a key.
+
+    A row is a duplicate when its subset values equal those of the previous row of its key; a run
+    is a row that is not a duplicate and the duplicates that follow it in its key. With ``count``
+    a column of that name holds the number of rows in the kept row's run.
+    """
+    assert keep in ("first", "last")
     keys = _names(by)
     if subset is None:
         cols = [c for c in pdf.columns if c not in keys and c != time]
@@ -135,16 +142,26 @@ def reference_drop_consecutive_duplicates(
     key_values = [pdf[k].tolist() for k in keys]
     col_values = [pdf[c].tolist() for c in cols]
     previous: dict[tuple, list] = {}  # key -> subset values of the key's last row so far
-    keep = []
+    current_run: dict[tuple, list[int]] = {}  # key -> the positions of the key's current run
+    runs: list[list[int]] = []  # every run's positions
     for i in range(len(pdf)):
         key = tuple(_MISSING if _missing(v[i]) else v[i] for v in key_values)
         values = [v[i] for v in col_values]
         duplicate = key in previous and all(
             _same(a, b, nan_equal) for a, b in zip(values, previous[key])
         )
-        keep.append(not duplicate)
+        if duplicate:
+            current_run[key].append(i)
+        else:
+            current_run[key] = [i]
+            runs.append(current_run[key])
         previous[key] = values
-    return pdf[np.array(keep, dtype=bool)]
+    kept = sorted((run[0] if keep == "first" else run[-1], len(run)) for run in runs)
+    out = pdf.iloc[[position for position, _ in kept]]
+    if count is not None:
+        out = out.copy()
+        out[count] = np.array([length for _, length in kept], dtype=np.int64)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
