@@ -1,23 +1,28 @@
 """Which Dask cluster a run uses, and closing only what the run made.
 
 Precedence (first match wins): a ``Client`` passed in (Python API) > ``--scheduler`` >
-``DASK_SCHEDULER_ADDRESS`` > ``cluster.address`` > a new ``LocalCluster`` from ``cluster:``
+``DASK_SCHEDULER_ADDRESS`` > ``cluster.address`` > a cluster started from ``cluster:``: the
+``cluster.manager`` class (any Dask cluster class, e.g. ``dask_jobqueue.SLURMCluster``, with
+``cluster.options`` as its keyword arguments, then ``scale``/``adapt``), else a ``LocalCluster``
 (``kind: cuda``: a ``dask_cuda.LocalCUDACluster``, one worker per GPU).
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import dask
 from distributed import Client, LocalCluster
+from distributed.client import WorkerStartTimeoutError
+from distributed.deploy import Cluster
 from distributed.security import Security
 
 from flows.config import ClusterConfig
-from pipelines.errors import InputError
+from pipelines.errors import InputError, first_line
 
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 
@@ -122,6 +127,98 @@ def _new_local_cluster(config: ClusterConfig) -> LocalCluster:
     return LocalCluster(processes=config.processes, **kwargs)
 
 
+def manager_class(path: str) -> type[Cluster]:
+    """Import ``cluster.manager`` (``package.module.Class`` or ``package.module:Class``).
+
+    Examples
+    --------
+    >>> manager_class("distributed.LocalCluster").__name__
+    'LocalCluster'
+    >>> manager_class("distributed.Client")
+    Traceback (most recent call last):
+    ...
+    pipelines.errors.InputError: cluster.manager: 'distributed.Client' is not a Dask cluster class
+    """
+    module_name, _, name = path.rpartition(":" if ":" in path else ".")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:  # ImportError, or whatever the module raises while importing
+        raise InputError(f"cluster.manager: cannot import {path!r}: {type(error).__name__}: "
+                         f"{first_line(error)}") from None
+    found = getattr(module, name, None)
+    if found is None:
+        raise InputError(f"cluster.manager: {module_name!r} has no {name!r}")
+    if not (isinstance(found, type) and issubclass(found, Cluster)):
+        raise InputError(f"cluster.manager: {path!r} is not a Dask cluster class")
+    return found
+
+
+def _make_manager(config: ClusterConfig, **overrides: object) -> Cluster:
+    """``manager(**options)``: its own error, as one line naming ``cluster.options``."""
+    cls = manager_class(str(config.manager))
+    try:
+        return cls(**{**config.options, **overrides})
+    except Exception as error:  # TypeError for unknown keywords, ValueError, the manager's own
+        raise InputError(f"cluster.options: {config.manager}: {type(error).__name__}: "
+                         f"{first_line(error)}") from None
+
+
+def workers_wanted(config: ClusterConfig) -> int:
+    """How many workers a run waits for: ``scale``, ``adapt.minimum``, else one."""
+    if config.scale is not None:
+        return config.scale
+    return config.adapt.minimum if config.adapt is not None else 1
+
+
+def _start_manager(config: ClusterConfig) -> Cluster:
+    cluster = _make_manager(config)
+    try:
+        if config.adapt is not None:
+            cluster.adapt(minimum=config.adapt.minimum, maximum=config.adapt.maximum)
+        elif config.scale is not None:
+            cluster.scale(config.scale)
+    except BaseException:
+        cluster.close()
+        raise
+    return cluster
+
+
+def wait_for_workers(client: Client, config: ClusterConfig) -> None:
+    """Wait up to ``cluster.timeout`` for the manager's workers; one line naming the key if not."""
+    wanted = workers_wanted(config)
+    try:
+        client.wait_for_workers(wanted, timeout=config.timeout)
+    except (WorkerStartTimeoutError, TimeoutError):
+        running = len(client.scheduler_info(n_workers=-1)["workers"])
+        raise InputError(
+            f"cluster.timeout: {running} of {wanted} workers of {config.manager} running after "
+            f"{config.timeout} (jobs still queued? raise cluster.timeout; else see the manager's logs)"
+        ) from None
+
+
+def describe_cluster(
+    config: ClusterConfig, scheduler: str | None = None, client: Client | None = None
+) -> str | None:
+    """What ``--dry-run`` says about the cluster a manager would start; ``None`` without one.
+
+    A manager with a ``job_script()`` (the dask-jobqueue ones) is made with no workers, so
+    nothing is submitted, and its job script is shown (the scheduler address in it differs from
+    run to run). Other managers are not started: they may create resources (pods, VMs).
+    """
+    if client is not None or config.manager is None or choose_cluster(config, scheduler).address:
+        return None
+    cls = manager_class(config.manager)
+    wanted = f"adapt {config.adapt.minimum}-{config.adapt.maximum}" if config.adapt else f"scale {workers_wanted(config)}"
+    head = f"cluster: {config.manager}, {wanted} workers"
+    if not callable(getattr(cls, "job_script", None)):
+        return f"{head} (started by the run)"
+    cluster = _make_manager(config, n_workers=0)
+    try:
+        return f"{head}; each job runs:\n{cluster.job_script().strip()}"
+    finally:
+        cluster.close()
+
+
 @contextlib.contextmanager
 def open_client(
     config: ClusterConfig, scheduler: str | None = None, client: Client | None = None
@@ -148,9 +245,11 @@ def open_client(
         finally:
             made.close()
         return
-    cluster = _start_local(config)
+    cluster = _start_manager(config) if config.manager else _start_local(config)
     try:
         with Client(cluster, set_as_default=False) as made:
+            if config.manager:
+                wait_for_workers(made, config)
             yield made
     finally:
         cluster.close()

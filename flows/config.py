@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, field_validator, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from pipelines.errors import InputError
 
@@ -54,8 +54,50 @@ class TLSConfig(Strict):
     key: str
 
 
+class AdaptConfig(Strict):
+    """``cluster.adapt``: let a cluster manager grow and shrink between these worker counts."""
+
+    minimum: int = Field(0, ge=0)
+    maximum: int = Field(..., ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AdaptConfig:
+        if self.minimum > self.maximum:
+            raise _key_error("maximum", self.maximum, f"is below minimum ({self.minimum})")
+        return self
+
+
+# LocalCluster settings, and how a run reaches its workers without a manager
+_LOCAL_ONLY = ("kind", "address", "n_workers", "threads_per_worker", "memory_limit", "processes",
+               "dashboard", "tls")
+_MANAGER_ONLY = ("options", "scale", "adapt")
+_NOT_WITH_MANAGER = (
+    "a LocalCluster setting: with cluster.manager give workers as cluster.scale or cluster.adapt, "
+    "and the rest in cluster.options",
+    "for an existing scheduler: give cluster.address or cluster.manager, not both",
+)
+
+
+def _key_error(key: str, value: Any, message: str) -> ValidationError:
+    """A validation error located at ``key`` of the model being validated (not at the model)."""
+    detail = InitErrorDetails(type=PydanticCustomError("value_error", message), loc=(key,), input=value)
+    return ValidationError.from_exception_data("config", [detail])
+
+
 class ClusterConfig(Strict):
-    """Where the work runs: a LocalCluster (default), an existing scheduler, or LocalCUDACluster."""
+    """Where the work runs: a LocalCluster (default), an existing scheduler, LocalCUDACluster, or a
+    cluster manager (any importable Dask cluster class, e.g. ``dask_jobqueue.SLURMCluster``).
+
+    Examples
+    --------
+    >>> ClusterConfig(manager="dask_jobqueue.SLURMCluster", options={"cores": 1}, scale=2).scale
+    2
+    >>> flow = {"flow": "table", "input": {"format": "synthetic"}, "output": {"path": "x"}}
+    >>> parse_config({**flow, "cluster": {"manager": "dask_jobqueue.SLURMCluster", "n_workers": 2}})
+    Traceback (most recent call last):
+    ...
+    flows.config.ConfigError: <config>: cluster.n_workers: a LocalCluster setting: with cluster.manager give workers as cluster.scale or cluster.adapt, and the rest in cluster.options
+    """
 
     kind: Literal["local", "cuda"] = "local"
     address: str | None = None
@@ -66,6 +108,35 @@ class ClusterConfig(Strict):
     dashboard: bool = False
     timeout: str = "10s"
     tls: TLSConfig | None = None
+    manager: str | None = None
+    options: dict[str, Any] = {}
+    scale: int | None = Field(None, ge=0)
+    adapt: AdaptConfig | None = None
+
+    @field_validator("manager")
+    @classmethod
+    def _manager(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        module, _, name = value.rpartition(":" if ":" in value else ".")
+        if not module or not name.isidentifier():
+            raise ValueError(f"{value!r} is not a class path like 'dask_jobqueue.SLURMCluster'")
+        return value
+
+    @model_validator(mode="after")
+    def _manager_or_local(self) -> ClusterConfig:
+        given = self.model_fields_set
+        if self.manager is None:
+            for key in _MANAGER_ONLY:
+                if key in given:
+                    raise _key_error(key, getattr(self, key), "needs cluster.manager (a cluster class to start)")
+            return self
+        for key in _LOCAL_ONLY:
+            if key in given:
+                raise _key_error(key, getattr(self, key), _NOT_WITH_MANAGER[key in ("address", "tls")])
+        if self.scale is not None and self.adapt is not None:
+            raise _key_error("adapt", self.adapt, "give cluster.scale or cluster.adapt, not both")
+        return self
 
 
 # ----------------------------------------------------------------------------------------------

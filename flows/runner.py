@@ -18,7 +18,7 @@ from typing import Any
 import fsspec
 from distributed import Client, performance_report
 
-from flows.cluster import open_client
+from flows.cluster import describe_cluster, open_client
 from flows.config import FlowConfig, load_config
 from flows.registry import flows
 from flows.report import RunResult
@@ -93,9 +93,10 @@ def run(
 
             client = default_client()
     flow = flows()[cfg.flow]
+    cluster_text = describe_cluster(cfg.cluster, scheduler, client) if dry_run else None
     plan = flow.plan(cfg)  # checks the input and builds the work; no cluster needed
     if dry_run:
-        return RunResult(flow=cfg.flow, dry_run=True, graph=plan.describe())
+        return RunResult(flow=cfg.flow, dry_run=True, graph="\n".join(filter(None, [plan.describe(), cluster_text])))
     execute = functools.partial(flow.run, cfg, plan, show_progress=progress)
     with open_client(cfg.cluster, scheduler=scheduler, client=client) as active, active.as_current():
         with performance_report(filename=report) if report else contextlib.nullcontext():
