@@ -86,6 +86,7 @@ def _put(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
 def finished_tiles(fs: fsspec.AbstractFileSystem, root: str) -> set[str]:
     """The names of the tiles with a marker in the staged store at ``root`` (a path on ``fs``)."""
     folder = f"{root}/{TILES}"
+    fs.invalidate_cache(folder)  # workers wrote there: a listing cached here is out of date
     if not fs.isdir(folder):
         return set()
     names = (posixpath.basename(p.rstrip("/")) for p in fs.ls(folder, detail=False))

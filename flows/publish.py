@@ -93,6 +93,7 @@ def is_published(fs: fsspec.AbstractFileSystem, target: str) -> bool:
 def _relative_files(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, int]:
     """``{path relative to root: size}`` of every file under ``root``."""
     root = root.rstrip("/")
+    fs.invalidate_cache(root)  # other processes wrote there: a listing cached here is out of date
     found = fs.find(root, detail=True)
     return {path[len(root) + 1 :]: int(info.get("size") or 0) for path, info in found.items()
             if info.get("type") != "directory" and path != root}
@@ -162,6 +163,7 @@ class Publication:
     def _siblings(self, infix: str) -> list[str]:
         parent = posixpath.dirname(self.target)
         prefix = posixpath.basename(self.target) + infix
+        self.fs.invalidate_cache(parent)
         if not self.fs.exists(parent):
             return []
         found = [p.rstrip("/") for p in self.fs.ls(parent, detail=False)]
