@@ -30,13 +30,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import fsspec
 import numpy as np
 from distributed import Client, get_task_stream
 
 from flows.config import CompareFlowConfig
 from flows.grid_executor import current_client, grid_device, run_tiles
-from flows.grid_store import GridStore, MemorySink, fingerprint, local_path
-from flows.matrices import MatrixSet, as_matrix_set, load_matrices
+from flows.grid_store import GridStore, MemorySink, fingerprint, output_url
+from flows.matrices import MatrixSet, as_matrix_set, load_matrices, matrix_shapes, open_zarr_group
+from flows.paths import refuse_file_parent
+from flows.publish import is_published
 from flows.report import RunResult, StepReport, task_seconds_by_prefix
 from pipelines.compare import DTYPES, NORMALIZE, fft_length
 from pipelines.errors import InputError
@@ -66,6 +69,7 @@ class GridResult:
     arrays: dict[str, np.ndarray] | None = field(default=None)
     window: int | None = None
     kernel: str | None = None
+    storage_options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def pairs_per_second(self) -> float:
@@ -73,12 +77,16 @@ class GridResult:
         return self.computed_pairs / self.seconds if self.seconds > 0 else float("nan")
 
     def open(self) -> Any:
-        """The result: the Zarr group (published store) or a dict of NumPy arrays (in memory)."""
+        """The result: the Zarr group (published store) or a dict of NumPy arrays (in memory).
+
+        A store is read only when complete: its ``_SUCCESS`` exists (see :mod:`flows.publish`).
+        """
         if self.arrays is not None:
             return self.arrays
-        import zarr  # noqa: PLC0415
-
-        return zarr.open_group(self.path, mode="r")
+        fs, path = fsspec.core.url_to_fs(self.path, **self.storage_options)
+        if not is_published(fs, path):
+            raise InputError(f"output.path: {self.path}: not a complete output (no _SUCCESS); a publish is under way or was cut short")
+        return open_zarr_group(self.path, self.storage_options, mode="r")
 
     def __getitem__(self, name: str) -> np.ndarray:
         """``result["score"]`` etc. as a NumPy array (reads the whole array)."""
@@ -163,11 +171,12 @@ def _store_layout(spec: GridSpec, n: int, tile: int) -> tuple[dict[str, tuple], 
 
 
 def _open_store(
-    out: Any, overwrite: bool, matrices: MatrixSet, spec: GridSpec, options: dict[str, Any], tile: int
+    out: Any, overwrite: bool, matrices: MatrixSet, spec: GridSpec, options: dict[str, Any], tile: int,
+    storage_options: dict[str, Any] | None = None,
 ) -> tuple[GridStore, set[str]]:
     """The staged store of this input and these options, and its finished tiles."""
     fp = fingerprint(matrices.names, matrices.arrays, options)
-    store = GridStore.start(out, overwrite, fp)
+    store = GridStore.start(out, overwrite, fp, storage_options)
     attrs = {"names": matrices.names, "n": len(matrices.names), **options, "definition": spec.definition}
     shapes, chunks = _store_layout(spec, len(matrices.names), tile)
     return store, store.open(attrs, shapes, chunks)
@@ -189,13 +198,14 @@ def all_pairs(
     client: Any = None,
     overwrite: bool = False,
     progress: bool = False,
+    storage_options: dict[str, Any] | None = None,
 ) -> GridResult:
     """Compare every matrix with every other (see the module docstring); a :class:`GridResult`.
 
     ``matrices``: a :class:`~flows.matrices.MatrixSet` (as loaded, not checked again), a
     mapping name -> array, or a sequence of 2-D arrays (names ``"0", "1", ...`` unless ``names``).
-    ``tile``: matrices per block (default 256 on CPU, 1024 on GPU). ``out``: a local path for the
-    Zarr store (``None``: in memory). ``progress``: distributed's progress bar over the tiles.
+    ``tile``: matrices per block (default 256 on CPU, 1024 on GPU). ``out``: a local path or an
+    fsspec URL (``s3://...``, with ``storage_options``) for the Zarr store (``None``: in memory). ``progress``: distributed's progress bar over the tiles.
     ``window``: the windowed comparison (arrays ``score``, ``offset_a``, ``offset_b``; NaN and -1
     for a pair with a matrix shorter than the window). ``kernel``: a user kernel
     ``"module:function"``, ``f(list_of_a, list_of_b) -> len(a) x len(b)`` (array ``score``),
@@ -220,7 +230,7 @@ def all_pairs(
                "kernel": kernel, "symmetric": spec.symmetric}
     store, done, sink = None, set(), MemorySink()
     if out is not None:
-        store, done = _open_store(out, overwrite, matrices, spec, options, tile)
+        store, done = _open_store(out, overwrite, matrices, spec, options, tile, storage_options)
         sink = store.sink
     todo, results, merged = run_tiles(plan, done, matrices.arrays, spec, sink, client=client, progress=progress)
     arrays = None if store is not None else _in_memory(n, spec, todo, results, merged)
@@ -229,6 +239,7 @@ def all_pairs(
         path=path, n=n, names=matrices.names, pairs=sum(t.pairs for t in plan), tiles=len(plan),
         computed_tiles=len(todo), seconds=time.perf_counter() - started, device=device, top_k=top_k,
         computed_pairs=sum(t.pairs for t in todo), arrays=arrays, window=window, kernel=kernel,
+        storage_options=dict(storage_options or {}),
     )
 
 
@@ -242,36 +253,44 @@ def _in_memory(n: int, spec: GridSpec, todo: list[Tile], results: list[Any], mer
 # the flow
 @dataclass
 class ComparePlan:
-    """The matrices of a compare flow, validated, and the grid they make."""
+    """The matrices of a compare flow (their metadata, checked; the values load when it runs)
+    and the grid they make."""
 
-    matrices: MatrixSet
+    source: Any
+    names: list[str]
+    shapes: list[tuple[int, ...]]
     tile: int | None
     output: str
     symmetric: bool = True
 
     def describe(self) -> str:
         """A few lines: how many matrices, of which shape, in how many tiles."""
-        arrays = self.matrices.arrays
-        n = len(arrays)
-        lengths = [a.shape[1] for a in arrays]
+        n = len(self.shapes)
+        lengths = [shape[1] for shape in self.shapes]
         tile = self.tile or DEFAULT_TILE["cpu"]
         plan = plan_grid(n, tile, self.symmetric)
         return (
-            f"input      {n} matrices of {arrays[0].shape[0]} rows, {min(lengths)}-{max(lengths)} columns\n"
+            f"input      {n} matrices of {self.shapes[0][0]} rows, {min(lengths)}-{max(lengths)} columns\n"
             f"grid       {sum(t.pairs for t in plan):,} pairs in {len(plan)} tiles of up to {tile} x {tile}"
             f"{'' if self.tile else ' (on CPU; 1024 on GPU)'}\n"
             f"output     {self.output} (staged in {self.output}.tmp-<fingerprint>, resumable)"
         )
 
+    def load(self) -> MatrixSet:
+        """The matrices, read and validated (NaN, inf...), in the planned order."""
+        return load_matrices(self.source)
+
 
 def plan_compare(config: CompareFlowConfig) -> ComparePlan:
-    """Check the output is local, then load and validate the matrices (one line naming the
-    culprit file or array if bad)."""
-    local_path(config.output.path)
-    matrices = load_matrices(config.input)
+    """Check the output path and the options, and the matrices from their metadata only (shapes
+    from ``.npy`` headers and Zarr metadata; one line naming the culprit if bad)."""
+    output = config.output
+    fs, path = fsspec.core.url_to_fs(output_url(output.path), **output.storage_options)
+    refuse_file_parent(fs, path, "output.path", output.path)
+    names, shapes = matrix_shapes(config.input)
     o = config.compare
-    check_grid_options(len(matrices.names), o.tile, o.top_k, o.normalize, o.dtype, o.window, o.kernel, o.symmetric)
-    return ComparePlan(matrices, o.tile, config.output.path, o.symmetric)
+    check_grid_options(len(names), o.tile, o.top_k, o.normalize, o.dtype, o.window, o.kernel, o.symmetric)
+    return ComparePlan(config.input, names, shapes, o.tile, output.path, o.symmetric)
 
 
 def run_compare(
@@ -280,16 +299,18 @@ def run_compare(
     """Run the grid on ``client`` and publish the Zarr store."""
     started = time.perf_counter()
     options = config.compare
+    matrices = plan.load()
     with get_task_stream(client) as stream:
         grid = all_pairs(
-            plan.matrices, tile=options.tile, device=options.device, out=config.output.path,
+            matrices, tile=options.tile, device=options.device, out=config.output.path,
             top_k=options.top_k, normalize=options.normalize, dtype=options.dtype, window=options.window,
             kernel=options.kernel, symmetric=options.symmetric, client=client,
             overwrite=config.output.overwrite, progress=show_progress,
+            storage_options=config.output.storage_options,
         )
     task_seconds = sum(task_seconds_by_prefix(stream.data).values())
     result = RunResult(flow="compare", output=grid.path, compare=grid, scheduler=client.scheduler.address)
-    n = len(plan.matrices.arrays)
+    n = len(matrices.arrays)
     result.steps.append(StepReport("compare", rows_in=n, rows_out=grid.computed_pairs, task_seconds=task_seconds))
     result.wall_seconds = time.perf_counter() - started
     return result

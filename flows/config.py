@@ -282,16 +282,19 @@ class TableFlowConfig(Strict):
 class NpyFolderInput(Strict):
     format: Literal["npy"]
     path: str
+    storage_options: dict[str, Any] = {}  # for a URL path (s3://...): credentials, endpoint
 
 
 class NpzInput(Strict):
     format: Literal["npz"]
     path: str
+    storage_options: dict[str, Any] = {}  # for a URL path (s3://...): credentials, endpoint
 
 
 class ZarrInput(Strict):
     format: Literal["zarr"]
     path: str
+    storage_options: dict[str, Any] = {}  # for a URL path (s3://...): credentials, endpoint
 
 
 class SyntheticMatrices(Strict):

@@ -1,6 +1,8 @@
 """Where the grid's tiles go: a resumable Zarr store staged by the publish protocol, or memory.
 
-The store is staged in ``<out>.tmp-<fingerprint>`` (:mod:`flows.publish`), where the fingerprint
+``out`` is a local path or an fsspec URL (``s3://...``, with ``storage_options``): the tasks
+write their chunks and markers straight to it from the workers (zarr's fsspec store), so no
+shared local disk is needed. The store is staged in ``<out>.tmp-<fingerprint>`` (:mod:`flows.publish`), where the fingerprint
 hashes the matrices (names, shapes, float64 values, in order) and the options. It holds
 
 - ``score`` (N x N) and the comparison's other arrays (``lag``, ...), chunks ``(tile, tile)``: a
@@ -20,17 +22,22 @@ are small and picklable: they travel with the tile tasks and write from the work
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import posixpath
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import numpy as np
 
 from flows.config import OutputConfig
+from flows.matrices import open_zarr_group
+from flows.paths import is_local, refuse_file_parent
 from flows.publish import Publication
 from pipelines.errors import InputError
 from pipelines.grid import Tile, mirror
@@ -56,26 +63,34 @@ def fingerprint(names: Sequence[str], arrays: Sequence[np.ndarray], options: Map
     return h.hexdigest()
 
 
-def local_path(out: Any) -> Path:
-    """``out`` as an absolute local path: tasks write to it from workers with other working folders."""
+def output_url(out: Any) -> str:
+    """``out`` as the tasks must see it: an fsspec URL as given, a local path made absolute
+    (workers run in other working folders)."""
     text = os.fspath(out)
-    if "://" in text:
-        raise InputError(f"output.path: {text}: only local paths are supported for the compare grid")
-    return Path(text.rstrip("/") or "/").absolute()
+    if "://" in text and not text.startswith("file://"):
+        return text.rstrip("/")
+    return str(Path(text.removeprefix("file://").rstrip("/") or "/").absolute())
 
 
-def _atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    write(tmp)
+def _put(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
+    """Write ``path`` whole: a rename into place locally, one put on object stores."""
+    if not is_local(fs):
+        fs.pipe_file(path, data)
+        return
+    tmp = f"{posixpath.dirname(path)}/.{posixpath.basename(path)}.{uuid.uuid4().hex[:8]}.tmp"
+    with open(tmp, "wb") as handle:
+        handle.write(data)
     os.replace(tmp, path)
 
 
-def finished_tiles(root: Path) -> set[str]:
-    """The names of the tiles with a marker in the staged store ``root``."""
-    folder = root / TILES
-    if not folder.is_dir():
+def finished_tiles(fs: fsspec.AbstractFileSystem, root: str) -> set[str]:
+    """The names of the tiles with a marker in the staged store at ``root`` (a path on ``fs``)."""
+    folder = f"{root}/{TILES}"
+    fs.invalidate_cache(folder)  # workers wrote there: a listing cached here is out of date
+    if not fs.isdir(folder):
         return set()
-    return {p.name.rsplit(".", 1)[0] for p in folder.iterdir() if p.suffix in (".done", ".npz")}
+    names = (posixpath.basename(p.rstrip("/")) for p in fs.ls(folder, detail=False))
+    return {n.rsplit(".", 1)[0] for n in names if n.endswith((".done", ".npz"))}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -98,14 +113,20 @@ class MemorySink:
 
 @dataclass(frozen=True)
 class ZarrSink:
-    """Tasks write into the staged Zarr store at ``root`` and return the tile's name."""
+    """Tasks write into the staged Zarr store at ``root`` (a path or URL) and return the tile's name."""
 
     root: str
+    storage_options: dict[str, Any] = field(default_factory=dict)
 
     def _group(self) -> Any:
-        import zarr  # noqa: PLC0415
+        return open_zarr_group(self.root, self.storage_options, mode="r+")
 
-        return zarr.open_group(self.root, mode="r+")
+    def _fs(self) -> tuple[fsspec.AbstractFileSystem, str]:
+        return fsspec.core.url_to_fs(self.root, **self.storage_options)
+
+    def _put_marker(self, name: str, data: bytes) -> None:
+        fs, root = self._fs()
+        _put(fs, f"{root}/{TILES}/{name}", data)
 
     def tile(self, tile: Tile, arrays: dict[str, np.ndarray], seconds: float) -> str:
         group = self._group()
@@ -115,25 +136,23 @@ class ZarrSink:
             for name, values in mirror(arrays).items():
                 group[name][tile.j0 : tile.j1, tile.i0 : tile.i1] = values
         info = json.dumps({"pairs": tile.pairs, "seconds": round(seconds, 4)})
-        _atomic_write(Path(self.root) / TILES / f"{tile.name}.done", lambda p: p.write_text(info))
+        self._put_marker(f"{tile.name}.done", info.encode())
         return tile.name
 
     def candidates(self, tile: Tile, rows: dict, cols: dict | None) -> str:
         found = {f"r{name}": values for name, values in rows.items()}
         found.update({f"c{name}": values for name, values in (cols or {}).items()})
-
-        def save(path: Path) -> None:
-            with open(path, "wb") as handle:
-                np.savez(handle, **found)
-
-        _atomic_write(Path(self.root) / TILES / f"{tile.name}.npz", save)
+        buffer = io.BytesIO()
+        np.savez(buffer, **found)
+        self._put_marker(f"{tile.name}.npz", buffer.getvalue())
         return tile.name
 
     def load(self, source: Any, side: str) -> dict[str, np.ndarray]:
         """A tile's candidates: in memory (a task's result) or from its file (a finished tile)."""
         if not isinstance(source, str):
             return MemorySink().load(source, side)
-        with np.load(Path(self.root) / TILES / f"{source}.npz", allow_pickle=False) as data:
+        fs, root = self._fs()
+        with np.load(io.BytesIO(fs.cat_file(f"{root}/{TILES}/{source}.npz")), allow_pickle=False) as data:
             return {key[1:]: data[key] for key in data.files if key[0] == side}
 
     def merged(self, bounds: tuple[int, int], arrays: dict[str, np.ndarray]) -> tuple[int, int]:
@@ -151,42 +170,49 @@ class GridStore:
 
     publication: Publication
     fingerprint: str
+    storage_options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def start(cls, out: Any, overwrite: bool, fp: str) -> GridStore:
+    def start(cls, out: Any, overwrite: bool, fp: str, storage_options: dict[str, Any] | None = None) -> GridStore:
         """Refuse an existing ``out`` (unless ``overwrite``) and another run's staging."""
-        final = local_path(out)
-        output = OutputConfig(path=str(final), overwrite=overwrite)
-        store = cls(Publication.start(output, run_id=fp[:16], resumable=True), fp)
+        options = dict(storage_options or {})
+        output = OutputConfig(path=output_url(out), overwrite=overwrite, storage_options=options)
+        fs, path = fsspec.core.url_to_fs(output.path, **options)
+        refuse_file_parent(fs, path, "output.path", output.path)
+        store = cls(Publication.start(output, run_id=fp[:16], resumable=True), fp, options)
         for other in store.publication.other_stagings():
-            stamp = Path(other) / TILES / FINGERPRINT
-            if stamp.exists():
+            stamp = f"{other}/{TILES}/{FINGERPRINT}"
+            if fs.isfile(stamp):
                 raise InputError(
-                    f"output.path: {other}: an unfinished run with other inputs or options (fingerprint "
-                    f"{stamp.read_text().strip()}, now {fp}); remove it to start over, or choose another "
-                    "output.path"
+                    f"output.path: {fs.unstrip_protocol(other) if not is_local(fs) else other}: an unfinished run "
+                    f"with other inputs or options (fingerprint {fs.cat_file(stamp).decode().strip()}, now {fp}); "
+                    "remove it to start over, or choose another output.path"
                 )
         return store
 
     @property
-    def root(self) -> Path:
-        return Path(self.publication.tmp_path)
+    def fs(self) -> fsspec.AbstractFileSystem:
+        return self.publication.fs
+
+    @property
+    def root(self) -> str:
+        """The staging's path on :attr:`fs`."""
+        return self.publication.tmp_path
 
     @property
     def sink(self) -> ZarrSink:
-        return ZarrSink(str(self.root))
+        return ZarrSink(self.publication.tmp_url, self.storage_options)
 
     def open(self, attrs: dict[str, Any], arrays: dict[str, tuple], chunks: dict[str, tuple]) -> set[str]:
         """Create or reopen the staged store; the names of its finished tiles."""
-        import zarr  # noqa: PLC0415
-
-        stamp = self.root / TILES / FINGERPRINT
-        if not stamp.exists() and (finished_tiles(self.root) or self._holds_data()):
-            raise InputError(f"output.path: {self.root}: an unfinished output without a fingerprint; remove it")
-        (self.root / TILES).mkdir(parents=True, exist_ok=True)
-        if not stamp.exists():
-            _atomic_write(stamp, lambda p: p.write_text(self.fingerprint + "\n"))
-        group = zarr.open_group(str(self.root), mode="a")
+        stamp = f"{self.root}/{TILES}/{FINGERPRINT}"
+        if not self.fs.isfile(stamp) and (finished_tiles(self.fs, self.root) or self._holds_data()):
+            raise InputError(f"output.path: {self.publication.tmp_url}: an unfinished output without a fingerprint; remove it")
+        if is_local(self.fs):
+            os.makedirs(f"{self.root}/{TILES}", exist_ok=True)
+        if not self.fs.isfile(stamp):
+            _put(self.fs, stamp, (self.fingerprint + "\n").encode())
+        group = open_zarr_group(self.publication.tmp_url, self.storage_options, mode="a")
         group.attrs.update({**attrs, "format": FORMAT, "fingerprint": self.fingerprint})
         for name, (shape, dtype) in arrays.items():
             if name in group:
@@ -195,19 +221,21 @@ class GridStore:
                     continue
                 del group[name]
             group.create_array(name, shape=shape, chunks=chunks[name], dtype=dtype, fill_value=0)
-        return finished_tiles(self.root)
+        return finished_tiles(self.fs, self.root)
 
     def _holds_data(self) -> bool:
-        return self.root.is_dir() and any(p.name != TILES for p in self.root.iterdir())
+        if not self.fs.isdir(self.root):
+            return False
+        return any(posixpath.basename(p.rstrip("/")) != TILES for p in self.fs.ls(self.root, detail=False))
 
     def publish(self, tiles: Sequence[Tile]) -> str:
-        """Check every tile is in, then publish (markers dropped, ``_SUCCESS`` last)."""
-        finished = finished_tiles(self.root)
+        """Check every tile is in, then publish (markers dropped, ``_SUCCESS`` last); the URL."""
+        finished = finished_tiles(self.fs, self.root)
         missing = [t.name for t in tiles if t.name not in finished]
         if missing:  # cannot happen unless someone removed markers meanwhile
             raise RuntimeError(f"{self.root}: tiles {missing[:5]} have no marker after the run")
         self.publication.publish(drop=[TILES])
-        return self.publication.target
+        return self.publication.url
 
 
-__all__ = ["GridStore", "MemorySink", "ZarrSink", "finished_tiles", "fingerprint", "local_path"]
+__all__ = ["GridStore", "MemorySink", "ZarrSink", "finished_tiles", "fingerprint", "output_url"]

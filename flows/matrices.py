@@ -22,10 +22,12 @@ Examples
 from __future__ import annotations
 
 import os
+import posixpath
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import fsspec
 import numpy as np
 
 from pipelines.compare import check_matrix
@@ -98,18 +100,47 @@ def load_matrices(source: Any) -> MatrixSet:
     """Load and validate the matrices of ``source`` (see the module docstring)."""
     spec = _spec(source)
     fmt = spec.get("format")
-    if fmt == "npy":
-        names, arrays = _read_npy_folder(Path(spec["path"]))
-    elif fmt == "npz":
-        names, arrays = _read_npz(Path(spec["path"]))
-    elif fmt == "zarr":
-        names, arrays = _read_zarr(Path(spec["path"]))
-    elif fmt == "synthetic":
+    if fmt == "synthetic":
         keys = ("n", "rows", "min_len", "max_len", "seed")
         return synthetic_matrices(**{k: spec[k] for k in keys if k in spec})
-    else:
+    names, labels, arrays = _reader(fmt)(spec, header_only=False)
+    return MatrixSet(names, _validate(labels, arrays))
+
+
+def matrix_shapes(source: Any) -> tuple[list[str], list[tuple[int, ...]]]:
+    """``(names, shapes)`` of the matrices of ``source`` from their metadata only (``.npy``
+    headers, Zarr array metadata; no values read): what a dry run shows. Checks what metadata
+    tells (numeric, 2-D, at least one column, one row count, no pickles).
+
+    >>> matrix_shapes({"format": "synthetic", "n": 2, "rows": 3, "min_len": 4, "max_len": 4})
+    (['m0', 'm1'], [(3, 4), (3, 4)])
+    """
+    spec = _spec(source)
+    if spec.get("format") == "synthetic":
+        ms = load_matrices(spec)
+        return ms.names, [a.shape for a in ms.arrays]
+    names, labels, headers = _reader(spec.get("format"))(spec, header_only=True)
+    rows = None
+    for label, (shape, dtype) in zip(labels, headers, strict=True):
+        if np.dtype(dtype).kind not in "biuf":
+            raise InputError(f"{label}: not numeric (dtype {dtype})")
+        if len(shape) != 2:
+            raise InputError(f"{label}: not 2-D (shape {shape})")
+        if shape[1] < 1:
+            raise InputError(f"{label}: fewer than 1 column (shape {shape})")
+        if shape[0] < 1:
+            raise InputError(f"{label}: no rows (shape {shape})")
+        if rows is not None and shape[0] != rows:
+            raise InputError(f"{label}: {shape[0]} rows, expected {rows} like the others")
+        rows = shape[0] if rows is None else rows
+    return names, [tuple(int(n) for n in shape) for shape, _ in headers]
+
+
+def _reader(fmt: Any) -> Any:
+    readers = {"npy": _read_npy_folder, "npz": _read_npz, "zarr": _read_zarr}
+    if fmt not in readers:
         raise InputError(f"input.format: {fmt!r} is not one of npy, npz, zarr, synthetic")
-    return MatrixSet(names, arrays)  # each reader validated its arrays
+    return readers[fmt]
 
 
 def _validate(labels: list[str], arrays: list[Any]) -> list[np.ndarray]:
@@ -122,82 +153,105 @@ def _validate(labels: list[str], arrays: list[Any]) -> list[np.ndarray]:
     return out
 
 
+def _location(spec: dict[str, Any]) -> tuple[fsspec.AbstractFileSystem, str, str]:
+    """``(file system, path on it, the path as the user wrote it)`` of ``input.path``."""
+    shown = str(spec["path"]).rstrip("/") or "/"
+    fs, path = fsspec.core.url_to_fs(shown, **(spec.get("storage_options") or {}))
+    return fs, path.rstrip("/") or "/", shown
 
-def _load_npy(path: Path) -> np.ndarray:
+
+def _npy_header(handle: Any) -> tuple[tuple[int, ...], np.dtype]:
+    version = np.lib.format.read_magic(handle)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _, dtype = read(handle)
+    if dtype.hasobject:
+        raise ValueError("Object arrays cannot be loaded when allow_pickle=False")
+    return shape, dtype
+
+
+def _load_npy(fs: fsspec.AbstractFileSystem, path: str, shown: str, header_only: bool) -> Any:
     try:
-        with open(path, "rb") as handle:
-            magic = handle.read(6)
-    except OSError as error:
-        raise InputError(f"{path}: not readable ({first_line(error)})") from None
-    if magic != b"\x93NUMPY":  # np.load would take it for a pickle (and refuse it)
-        raise InputError(f"{path}: not a readable .npy array (no NumPy header)")
-    try:
-        return np.load(path, allow_pickle=False)
+        with fs.open(path, "rb") as handle:
+            if handle.read(6) != b"\x93NUMPY":  # np.load would take it for a pickle (and refuse it)
+                raise InputError(f"{shown}: not a readable .npy array (no NumPy header)")
+            handle.seek(0)
+            return _npy_header(handle) if header_only else np.load(handle, allow_pickle=False)
     except ValueError as error:
         if "pickle" in str(error).lower():
-            raise InputError(f"{path}: a pickled (object) array; only numeric arrays are read") from None
-        raise InputError(f"{path}: not a readable .npy array ({first_line(error)})") from None
+            raise InputError(f"{shown}: a pickled (object) array; only numeric arrays are read") from None
+        raise InputError(f"{shown}: not a readable .npy array ({first_line(error)})") from None
     except (OSError, EOFError) as error:
-        raise InputError(f"{path}: not a readable .npy array ({first_line(error)})") from None
+        raise InputError(f"{shown}: not a readable .npy array ({first_line(error)})") from None
 
 
-def _read_npy_folder(folder: Path) -> tuple[list[str], list[np.ndarray]]:
-    if not folder.is_dir():
-        raise InputError(f"input.path: {folder}: no such folder")
-    files = sorted(p for p in folder.iterdir() if p.suffix == ".npy" and p.is_file())
+def _read_npy_folder(spec: dict[str, Any], header_only: bool) -> tuple[list[str], list[str], list[Any]]:
+    fs, folder, shown = _location(spec)
+    if not fs.isdir(folder):
+        raise InputError(f"input.path: {shown}: no such folder")
+    files = sorted(p for p in fs.ls(folder, detail=False) if p.endswith(".npy") and fs.isfile(p))
     if not files:
-        raise InputError(f"input.path: {folder}: no .npy files")
-    arrays = [_load_npy(p) for p in files]
-    # names: the file stems; messages name the files
-    checked = _validate([str(p) for p in files], arrays)
-    return [p.stem for p in files], checked
+        raise InputError(f"input.path: {shown}: no .npy files")
+    labels = [f"{shown}/{posixpath.basename(p)}" for p in files]  # messages name the files
+    arrays = [_load_npy(fs, p, label, header_only) for p, label in zip(files, labels)]
+    return [posixpath.basename(p)[: -len(".npy")] for p in files], labels, arrays
 
 
-def _read_npz(path: Path) -> tuple[list[str], list[np.ndarray]]:
-    if not path.is_file():
-        raise InputError(f"input.path: {path}: no such file")
+def _read_npz(spec: dict[str, Any], header_only: bool) -> tuple[list[str], list[str], list[Any]]:
+    fs, path, shown = _location(spec)
+    if not fs.isfile(path):
+        raise InputError(f"input.path: {shown}: no such file")
+    with fs.open(path, "rb") as handle:
+        try:
+            archive = np.load(handle, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as error:
+            raise InputError(f"{shown}: not a readable .npz archive ({first_line(error)})") from None
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise InputError(f"{shown}: not an .npz archive (a single array)")
+        with archive:
+            names = sorted(archive.files)
+            if not names:
+                raise InputError(f"{shown}: no arrays")
+            arrays = [_npz_member(archive, name, shown, header_only) for name in names]
+    return names, [f"{shown}:{name}" for name in names], arrays
+
+
+def _npz_member(archive: Any, name: str, shown: str, header_only: bool) -> Any:
     try:
-        archive = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
-        raise InputError(f"{path}: not a readable .npz archive ({first_line(error)})") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise InputError(f"{path}: not an .npz archive (a single array)")
-    with archive:
-        names = sorted(archive.files)
-        if not names:
-            raise InputError(f"{path}: no arrays")
-        arrays = []
-        for name in names:
-            try:
-                arrays.append(archive[name])
-            except ValueError as error:
-                if "pickle" in str(error).lower():
-                    raise InputError(
-                        f"{path}:{name}: a pickled (object) array; only numeric arrays are read"
-                    ) from None
-                raise InputError(f"{path}:{name}: not readable ({first_line(error)})") from None
-    checked = _validate([f"{path}:{name}" for name in names], arrays)
-    return names, checked
+        if header_only:
+            with archive.zip.open(f"{name}.npy") as member:
+                return _npy_header(member)
+        return archive[name]
+    except ValueError as error:
+        if "pickle" in str(error).lower():
+            raise InputError(f"{shown}:{name}: a pickled (object) array; only numeric arrays are read") from None
+        raise InputError(f"{shown}:{name}: not readable ({first_line(error)})") from None
 
 
-def _read_zarr(path: Path) -> tuple[list[str], list[np.ndarray]]:
+def open_zarr_group(url: str, storage_options: dict[str, Any] | None, mode: str) -> Any:
+    """``zarr.open_group`` of a local path or an fsspec URL (zarr's fsspec store, with
+    ``storage_options``)."""
     import zarr  # noqa: PLC0415
 
+    options = {"storage_options": storage_options or {}} if "://" in url else {}
+    return zarr.open_group(url, mode=mode, **options)
+
+
+def _read_zarr(spec: dict[str, Any], header_only: bool) -> tuple[list[str], list[str], list[Any]]:
+    shown = str(spec["path"]).rstrip("/")
     try:
-        group = zarr.open_group(str(path), mode="r")
+        group = open_zarr_group(shown, spec.get("storage_options"), mode="r")
     except Exception as error:  # FileNotFoundError, GroupNotFoundError, bad metadata
-        raise InputError(f"input.path: {path}: not a Zarr group ({first_line(error)})") from None
+        raise InputError(f"input.path: {shown}: not a Zarr group ({first_line(error)})") from None
     names = sorted(group.array_keys())
     if not names:
-        raise InputError(f"input.path: {path}: no arrays in the Zarr group")
+        raise InputError(f"input.path: {shown}: no arrays in the Zarr group")
     arrays = []
     for name in names:
         arr = group[name]
         if np.dtype(arr.dtype).kind not in "biuf":
-            raise InputError(f"{path}/{name}: not numeric (dtype {arr.dtype})")
-        arrays.append(arr[...])
-    checked = _validate([f"{path}/{name}" for name in names], arrays)
-    return names, checked
+            raise InputError(f"{shown}/{name}: not numeric (dtype {arr.dtype})")
+        arrays.append((arr.shape, np.dtype(arr.dtype)) if header_only else arr[...])
+    return names, [f"{shown}/{name}" for name in names], arrays
 
 
 def synthetic_matrices(
@@ -237,4 +291,4 @@ def synthetic_matrices(
     return MatrixSet(names, arrays)  # valid by construction
 
 
-__all__ = ["MatrixSet", "as_matrix_set", "load_matrices", "synthetic_matrices"]
+__all__ = ["MatrixSet", "as_matrix_set", "load_matrices", "matrix_shapes", "open_zarr_group", "synthetic_matrices"]

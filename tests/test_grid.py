@@ -5,9 +5,11 @@ from __future__ import annotations
 import glob
 import json
 import os
+import uuid
 from pathlib import Path
 
 import dask
+import fsspec
 import numpy as np
 import pytest
 import zarr
@@ -238,8 +240,13 @@ def test_grid_input_checks(tmp_path):
         all_pairs(mats, dtype="float16", device="cpu")
     with pytest.raises(InputError, match="compare.device: 'tpu'"):
         all_pairs(mats, device="tpu")
-    with pytest.raises(InputError, match="output.path: memory://x: only local paths"):
-        all_pairs(mats, device="cpu", out="memory://x")
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(InputError, match=f"^output.path: {tmp_path}/afile/g.zarr: {tmp_path}/afile is a file"):
+        all_pairs(mats, device="cpu", out=tmp_path / "afile/g.zarr")
+    url = f"memory://grid-{uuid.uuid4().hex}/g.zarr"  # any fsspec URL (tests/test_s3_compare.py: S3)
+    in_memory, on_url = all_pairs(mats, device="cpu", tile=2), all_pairs(mats, device="cpu", tile=2, out=url)
+    np.testing.assert_array_equal(on_url.score, in_memory.score)
+    assert fsspec.filesystem("memory").exists(url[len("memory://"):] + "/_SUCCESS")
     with pytest.raises(InputError, match="none given"):
         all_pairs([], device="cpu")
     zs = all_pairs(mats, device="cpu", normalize="zscore", dtype="float64")
