@@ -70,8 +70,72 @@ def rolling_today(price: np.ndarray, start: np.ndarray, end: np.ndarray) -> list
 
 
 def windows_today(codes: np.ndarray, n_groups: int, t: np.ndarray, span: int) -> tuple:
+    """``_windows`` as it is now (linear start, end searched per key)."""
     spec = _Spec(None, span, "us", bt.TIME, "ts", (bt.KEY,), None)
     return _windows(len(t), codes, n_groups, t, spec)
+
+
+def windows_before(codes: np.ndarray, n_groups: int, t: np.ndarray, span: int) -> tuple:
+    """``_windows`` before #14 (d5e578d): four composite-key searchsorted over all rows."""
+    order = stable_order(codes, n_groups)
+    n = len(t)
+    first_after = np.searchsorted(t, t, side="right")
+    past_end = np.searchsorted(t, t + span, side="right")
+    sorted_codes = codes[order].astype(np.int64)
+    composite = sorted_codes * n + order
+    start = np.searchsorted(composite, sorted_codes * n + first_after[order], side="left")
+    end = np.searchsorted(composite, sorted_codes * n + past_end[order], side="left")
+    return order, start.astype(np.int64), end.astype(np.int64)
+
+
+def emitted_one_step(
+    frames: Sequence[pd.DataFrame], n_rows: int, new: dict[str, np.ndarray]
+) -> pd.DataFrame:
+    """The first ``n_rows`` rows of ``frames`` (concatenated) with columns ``new`` added, built in
+    one step: each column's values joined once and one ``DataFrame`` constructor (``pd.concat`` of
+    the rows, then of the columns, would copy every column twice; ``assign`` inserts them one at
+    a time). Frames of different dtypes are joined by ``pd.concat``, which finds common ones.
+
+    Examples
+    --------
+    >>> a = pd.DataFrame({"k": ["x", "y"], "v": [1, 2]}, index=[5, 6])
+    >>> b = pd.DataFrame({"k": ["z"], "v": [3]}, index=[7])
+    >>> emitted_one_step([a, b], 2, {"f": np.array([0.5, 1.5])})
+       k  v    f
+    5  x  1  0.5
+    6  y  2  1.5
+    """
+    if any(not frame.dtypes.equals(frames[0].dtypes) for frame in frames[1:]):
+        rows = pd.concat(frames).iloc[:n_rows]  # pd.concat finds the common dtypes
+        return pd.concat([rows, pd.DataFrame(new, index=rows.index)], axis=1)
+    pieces, left = [], n_rows
+    for frame in frames:
+        if left <= 0:
+            break
+        pieces.append(frame if len(frame) <= left else frame.iloc[:left])
+        left -= len(pieces[-1])
+    pieces = pieces or [frames[0].iloc[:0]]
+    columns = [_joined([piece.iloc[:, i].array for piece in pieces])
+               for i in range(pieces[0].shape[1])]
+    index = frames[0].index.append([frame.index for frame in frames[1:]])[:n_rows]  # as pd.concat
+    values = [*columns, *(np.asarray(v) for v in new.values())]
+    out = pd.DataFrame(dict(enumerate(values)), index=index, copy=False)
+    out.columns = pieces[0].columns.append(pd.Index(list(new)))
+    return out
+
+
+def _joined(parts: list[Any]) -> Any:
+    """Arrays of one column and dtype joined end to end."""
+    if isinstance(parts[0], pd.arrays.NumpyExtensionArray):
+        arrays = [p.to_numpy() for p in parts]
+        return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+    return parts[0] if len(parts) == 1 else type(parts[0])._concat_same_type(parts)
+
+
+def emitted_before(frames: list[pd.DataFrame], n_rows: int, new: dict[str, np.ndarray]) -> Any:
+    """The streaming kernel's output frame (today): concat of the rows, then of the columns."""
+    rows = (frames[0] if len(frames) == 1 else pd.concat(frames)).iloc[:n_rows]
+    return pd.concat([rows, pd.DataFrame(new, index=rows.index)], axis=1)
 
 
 def rolling_sparse_table(values: np.ndarray, start: np.ndarray, end: np.ndarray,
@@ -151,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=Path("bench-data/profile-issue-folder-4000000"))
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--groups", default="",
+                        help="comma-separated words: only the groups whose title holds one")
     args = parser.parse_args(argv)
     file = bt.parquet_files(args.data.resolve())[0]
     raw = pq.read_table(file).to_pandas()
@@ -163,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
           f"symbol dtype {frame[bt.KEY].dtype}; {args.rounds} interleaved rounds")
 
     today = windows_today(codes, n_groups, t, span)
+    same = all(np.array_equal(a, b) for a, b in zip(today, windows_before(codes, n_groups, t, span)))
+    print(f"window bounds, now and before #14: {'equal' if same else 'DIFFERENT'}")
     for per_key in (True, False):
         other = windows_linear_start(codes, n_groups, t, span, per_key)
         same = all(np.array_equal(a, b) for a, b in zip(today, other))
@@ -175,7 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     same = all(np.array_equal(a, b, equal_nan=True) for a, b in zip(pandas_result, sparse_result))
     print(f"rolling max/min by sparse table: {'equal to pandas' if same else 'DIFFERENT'}; "
           f"longest window {int((end - start).max())} rows")
-    interleaved(ab_groups(file, frame, out, span, today), args.rounds)
+    groups = ab_groups(file, frame, out, span, today)
+    if args.groups:
+        groups = {name: group for name, group in groups.items()
+                  if any(word in name for word in args.groups.split(","))}
+    interleaved(groups, args.rounds)
     print("\noutput partition size by write setting:")
     for name, opts in WRITES.items():
         print(f"  {name:<44}{write(out, **opts) / 2**20:8.1f} MiB")
@@ -193,9 +265,14 @@ def ab_groups(file: str, frame: pd.DataFrame, out: pd.DataFrame, span: int,
     raw = pq.read_table(file).to_pandas()
     needed = [bt.KEY, *bt.SUBSET]
     carry = raw.groupby(bt.KEY).tail(1)[needed].reset_index(drop=True)  # like C_p: a row per key
+    carry_rows = frame.iloc[-2000:]  # like the pending rows in front of a partition
+    n_emit = len(carry_rows) + len(frame) - 2000
+    new = {name: np.arange(n_emit, dtype=np.float64) for name in out.columns[len(frame.columns):]}
     return {
-        "window bounds (_windows: 4 searchsorted today)": {
-            "today (composite searchsorted)": lambda: windows_today(codes, n_groups, t, span),
+        "window bounds (_windows)": {
+            "before #14 (composite searchsorted x 4)": lambda: windows_before(
+                codes, n_groups, t, span),
+            "now (_windows)": lambda: windows_today(codes, n_groups, t, span),
             "linear start + per-key searchsorted end": lambda: windows_linear_start(
                 codes, n_groups, t, span, True),
             "linear start + merged end (stable sort)": lambda: windows_linear_start(
@@ -211,6 +288,12 @@ def ab_groups(file: str, frame: pd.DataFrame, out: pd.DataFrame, span: int,
             "symbol as str (today)": lambda: pq.read_table(file).to_pandas(),
             "symbol as dictionary -> category": lambda: pq.read_table(
                 file, read_dictionary=[bt.KEY]).to_pandas(),
+        },
+        "emitted frame (streaming kernel's output)": {
+            "today (concat rows, concat columns)": lambda: emitted_before(
+                [carry_rows, frame], n_emit, new),
+            "candidate: each column joined once, one constructor": lambda: emitted_one_step(
+                [carry_rows, frame], n_emit, new),
         },
         "rolling max + min (pandas, _Bounds)": {
             "today: two rolling calls": lambda: rolling_today(price, start, end),

@@ -92,3 +92,4 @@ def test_time_windows_of_many_rows(n_groups):
     codes = rng.integers(0, n_groups, n)
     t = np.cumsum(rng.integers(0, 4, n)).astype(np.int64)
     _check(codes, t, 5)
+
