@@ -248,7 +248,9 @@ def run_table(config: TableFlowConfig, plan: TablePlan, client: Client, *, show_
     publication = plan.publication
     lazy = dict(plan.results)
     if publication is not None:  # dask creates the folder when the write is built: only now
-        lazy["output"] = parquet_writer(plan.frames[-1], publication.tmp_url, config.output.storage_options)
+        output = config.output
+        lazy["output"] = parquet_writer(plan.frames[-1], publication.tmp_url, output.storage_options,
+                                        output.compression, output.dictionary)
     step_keys = _step_keys(plan)
     try:
         with get_task_stream(client) as stream:
