@@ -191,6 +191,60 @@ WRITES: dict[str, dict[str, Any]] = {
 }
 
 
+# key codes: factorized in each of the three kernels of a partition, or once and remembered
+
+
+def forgetting(func: Callable[..., Any], *args: Any) -> Any:
+    """``func(*args)`` with no key codes remembered (as before #14)."""
+    from pipelines import _keys
+
+    default, _keys._REMEMBERED_MAX = _keys._REMEMBERED_MAX, 0
+    _keys._REMEMBERED.clear()
+    try:
+        return func(*args)
+    finally:
+        _keys._REMEMBERED_MAX = default
+
+
+def partition_chain(file: str, rounds: int) -> None:
+    """One partition through ``_last_rows``, ``_dedup_partition`` and the lookahead's streaming
+    kernel (with pending rows in front), with the key codes remembered or not (interleaved; a
+    fresh read each time, untimed, so that nothing is remembered from an earlier round)."""
+    from pipelines import _keys
+    from pipelines.dedup import _last_rows
+    from pipelines.lookahead import _Pending, _streaming_kernel, _Wanted
+
+    spec = _Spec(None, 30 * 10**6, "us", bt.TIME, "ts", (bt.KEY,), None)
+    wanted = _Wanted(tuple(bt.COLUMNS), tuple(bt.FEATURES),
+                     tuple(tuple(f"{c}_{f}_30s" for f in bt.FEATURES) for c in bt.COLUMNS), False)
+    needed = [bt.KEY, *bt.SUBSET]
+    first = pq.read_table(file).to_pandas()
+    carry = first.groupby(bt.KEY).tail(1)[needed].reset_index(drop=True)
+    rows = first.iloc[:2000].copy()
+    rows[bt.TIME] = rows[bt.TIME] - (rows[bt.TIME].iloc[-1] - first[bt.TIME].iloc[0])
+    t = rows[bt.TIME].to_numpy().view(np.int64)
+    pending = _Pending(rows, t, int(t[-1]), 0, rows.index[-1], str(rows[bt.TIME].iloc[-1]))
+    times: dict[str, list[float]] = {"factorized in each kernel (before #14)": [], "remembered": []}
+    outputs = {}
+    default = _keys._REMEMBERED_MAX
+    for _ in range(rounds):
+        for name, size in zip(times, (0, default)):
+            part = pq.read_table(file).to_pandas()
+            _keys._REMEMBERED_MAX = size
+            start = time.perf_counter()
+            _last_rows(part, [bt.KEY], needed)
+            out = _dedup_partition(part, carry, [bt.KEY], bt.SUBSET, needed, True)
+            outputs[name] = _streaming_kernel(out, pending, spec, 1, False, wanted)
+            times[name].append(time.perf_counter() - start)
+    _keys._REMEMBERED_MAX = default
+    same = outputs[next(iter(times))].equals(outputs["remembered"])
+    print(f"\nthree kernels of a partition, key codes ({'same output' if same else 'DIFFERENT'})")
+    base = statistics.median(next(iter(times.values())))
+    for name, values in times.items():
+        median = statistics.median(values)
+        print(f"  {name:<44}{median * 1e3:9.1f} ms{median / base:7.2f}x")
+
+
 # ----------------------------------------------------------------------------------------------
 
 
@@ -248,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         groups = {name: group for name, group in groups.items()
                   if any(word in name for word in args.groups.split(","))}
     interleaved(groups, args.rounds)
+    if not args.groups or "chain" in args.groups:
+        partition_chain(file, args.rounds)
     print("\noutput partition size by write setting:")
     for name, opts in WRITES.items():
         print(f"  {name:<44}{write(out, **opts) / 2**20:8.1f} MiB")
@@ -278,8 +334,9 @@ def ab_groups(file: str, frame: pd.DataFrame, out: pd.DataFrame, span: int,
             "linear start + merged end (stable sort)": lambda: windows_linear_start(
                 codes, n_groups, t, span, False),
         },
-        "key codes of symbol (3 per partition today)": {
-            "key_codes on the str column (today)": lambda: key_codes([frame], [bt.KEY]),
+        "key codes of symbol (3 per partition before #14)": {
+            "key_codes on the str column (not remembered)": lambda: forgetting(
+                key_codes, [frame], [bt.KEY]),
             "pd.factorize of the category codes": lambda: pd.factorize(
                 categorical[bt.KEY].cat.codes.to_numpy()),
             "key_codes on a categorical column": lambda: key_codes([categorical], [bt.KEY]),

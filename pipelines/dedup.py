@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines._checks import check_columns
-from pipelines._keys import as_list, key_codes, previous_positions
+from pipelines._keys import as_list, key_codes, previous_positions, take_rows
 from pipelines.errors import InputError
 from pipelines.partitions import Call, Scan, Slot, scan_partitions
 
@@ -219,7 +219,7 @@ def _dedup_partition(
         frame = pd.concat([carry, part[needed]], ignore_index=True)
         offset = len(carry)
     if keys:
-        prev = previous_positions(*key_codes([frame], keys))[offset:]
+        prev = previous_positions(*key_codes([carry, part] if offset else [part], keys))[offset:]
     else:
         prev = np.arange(offset - 1, offset + n - 1, dtype=np.intp)
     has_prev = np.flatnonzero(prev >= 0)
@@ -235,4 +235,4 @@ def _dedup_partition(
     keep[has_prev[dup]] = False
     if keep.all():
         return part
-    return part.iloc[np.flatnonzero(keep)]
+    return take_rows(part, np.flatnonzero(keep), keys)
