@@ -621,23 +621,22 @@ def _window_ends(
     """``end`` of the time windows: past the last row of the key with ``t <= t_i + T``, for
     rows in key-sorted order (times non-decreasing within each key)."""
     n = len(sorted_t)
-    if sorted_codes is None:
-        return np.searchsorted(sorted_t, sorted_t + span, side="right").astype(np.int64)
-    if n_groups > _KEYS_SEARCHED_APART:
-        # a strictly increasing composite key (code, position in row order of the key's rows)
-        # would need the row order; (code, time) is non-decreasing and searching it is the same
-        # as searching each key's times, as long as the composite does not overflow
+    if sorted_codes is not None and n_groups > _KEYS_SEARCHED_APART:
+        # (code, time) as one non-decreasing int64: searching it is searching each key's times,
+        # as long as it does not overflow
         lowest = int(sorted_t.min())
         width = int(sorted_t.max()) - lowest + span + 1
         if width * (n_groups + 1) < np.iinfo(np.int64).max:
             composite = sorted_codes.astype(np.int64) * width + (sorted_t - lowest)
             return np.searchsorted(composite, composite + span, side="right").astype(np.int64)
+    reach = sorted_t + span  # t_i + T
+    if sorted_codes is None:
+        return np.searchsorted(sorted_t, reach, side="right").astype(np.int64)
     bounds = np.append(np.flatnonzero(_changes(sorted_codes)) + 1, n)
     end = np.empty(n, dtype=np.int64)
     first = 0
     for past in bounds.tolist():
-        block = sorted_t[first:past]
-        end[first:past] = first + np.searchsorted(block, block + span, side="right")
+        end[first:past] = first + np.searchsorted(sorted_t[first:past], reach[first:past], side="right")
         first = past
     return end
 
