@@ -90,7 +90,8 @@ def _column_codes(parts: list[pd.Series]) -> tuple[np.ndarray, int]:
 
 _ARROW = pd.arrays.ArrowExtensionArray
 #: Codes of the Arrow columns factorized lately: id of the (immutable) Arrow data -> (a weak
-#: reference to it, read-only codes, distinct values). An entry leaves when its data is freed.
+#: reference to it, its codes as small unsigned ints, its distinct values). An entry leaves when
+#: its data is freed, or when more than ``_REMEMBERED_MAX`` are remembered.
 _REMEMBERED: OrderedDict[int, tuple[weakref.ref, np.ndarray, Any]] = OrderedDict()
 _REMEMBERED_MAX = 16
 _LOCK = threading.RLock()  # re-entrant: a weak reference may call back while it is held
@@ -99,13 +100,13 @@ _LOCK = threading.RLock()  # re-entrant: a weak reference may call back while it
 def _arrow_codes(array: Any) -> tuple[np.ndarray, Any]:
     """``pd.factorize(array, use_na_sentinel=False)`` of an Arrow-backed array, remembered while
     its Arrow data lives. Arrow data never changes (pandas replaces it on assignment), so data
-    still alive under the same id is the same data. The codes are read-only.
+    still alive under the same id is the same data. Each call returns its own int64 codes.
 
     Examples
     --------
     >>> array = pd.array(["x", "y", "x", None], dtype="str")
     >>> codes, uniques = _arrow_codes(array)
-    >>> codes.tolist(), list(uniques), _arrow_codes(array)[0] is codes
+    >>> codes.tolist(), list(uniques), id(array.__arrow_array__()) in _REMEMBERED
     ([0, 1, 0, 2], ['x', 'y', nan], True)
     """
     data = array.__arrow_array__()
@@ -114,16 +115,17 @@ def _arrow_codes(array: Any) -> tuple[np.ndarray, Any]:
         found = _REMEMBERED.get(key)
         if found is not None and found[0]() is data:
             _REMEMBERED.move_to_end(key)
-            return found[1], found[2]
+            return found[1].astype(np.int64), found[2]
     codes, uniques = pd.factorize(array, use_na_sentinel=False)
     codes = np.asarray(codes, dtype=np.int64)
-    codes.flags.writeable = False
     _remember(data, codes, uniques)
     return codes, uniques
 
 
 def _remember(data: Any, codes: np.ndarray, uniques: Any) -> None:
+    """Remember ``codes`` of ``data`` (in the smallest unsigned dtype that holds them)."""
     key = id(data)
+    small = np.min_scalar_type(max(len(uniques) - 1, 0))
 
     def forget(ref: weakref.ref, key: int = key) -> None:
         with _LOCK:
@@ -131,7 +133,7 @@ def _remember(data: Any, codes: np.ndarray, uniques: Any) -> None:
                 del _REMEMBERED[key]
 
     with _LOCK:
-        _REMEMBERED[key] = (weakref.ref(data, forget), codes, uniques)
+        _REMEMBERED[key] = (weakref.ref(data, forget), codes.astype(small), uniques)
         while len(_REMEMBERED) > _REMEMBERED_MAX:
             _REMEMBERED.popitem(last=False)
 
@@ -160,8 +162,6 @@ def take_rows(frame: pd.DataFrame, positions: np.ndarray, by: Sequence[Hashable]
         if found is None or found[0]() is not data:
             continue
         codes, first = pd.factorize(found[1][positions])
-        codes = np.asarray(codes, dtype=np.int64)
-        codes.flags.writeable = False
         _remember(taken[name].array.__arrow_array__(), codes, found[2].take(first))
     return taken
 
