@@ -253,11 +253,21 @@ class SummaryConfig(Strict):
 
 
 class OutputConfig(Strict):
-    """Where results are published (atomically); existing output is kept unless ``overwrite``."""
+    """Where results are published (atomically); existing output is kept unless ``overwrite``.
+
+    ``compression`` and ``dictionary`` are the Parquet writer's (table flow): the codec of every
+    column, and which columns are dictionary-encoded (``true``: all, ``false``: none, or a list
+    of columns, e.g. ``[symbol]``: a dictionary pays for columns of few distinct values; building
+    one for a float or time column costs write time for nothing).
+    """
 
     path: str
     overwrite: bool = False
     storage_options: dict[str, Any] = {}
+    compression: Literal["snappy", "zstd", "lz4", "gzip", "brotli", "none"] = Field(
+        "snappy", description="Parquet codec of the table flow's output (none: uncompressed)")
+    dictionary: bool | list[str] = Field(
+        True, description="dictionary-encoded output columns: true (all), false, or a list")
 
 
 class TableFlowConfig(Strict):

@@ -34,6 +34,7 @@ from flows.state import StateStore
 from flows.steps import LookaheadParams
 from pipelines.errors import InputError
 from pipelines.lookahead import parse_horizon
+from pipelines.partitions import graph_depth, task_graph
 from pipelines.summary import SummaryState, moments
 
 
@@ -57,7 +58,8 @@ class TablePlan:
     publication: Publication | None = None
 
     def describe(self) -> str:
-        """A few lines: each step with its partitions, and the graph's size."""
+        """A few lines: each step with its partitions, and the size and depth of the graph the
+        run computes (the steps, row counts, checks and summary; the Parquet write adds one level)."""
         lines = []
         for name, frame in zip(self.names, self.frames):
             lines.append(f"{name:<24} {frame.npartitions:>6} partitions  columns: {', '.join(map(str, frame.columns))}")
@@ -65,8 +67,9 @@ class TablePlan:
             lines.append("summary                  tree reduction")
         if self.publication is not None:
             lines.append(f"output                   {self.publication.target} (via {self.publication.tmp_path})")
-        graph = self.frames[-1].__dask_graph__()
-        lines.append(f"graph: {len(graph)} tasks up to the last step")
+        collections = [self.frames[-1], *self.results.values()]
+        lines.append(f"graph: {len(task_graph(*collections))} tasks, depth {graph_depth(*collections)} "
+                     "(longest dependency chain), before the write")
         return "\n".join(lines)
 
 
@@ -248,7 +251,9 @@ def run_table(config: TableFlowConfig, plan: TablePlan, client: Client, *, show_
     publication = plan.publication
     lazy = dict(plan.results)
     if publication is not None:  # dask creates the folder when the write is built: only now
-        lazy["output"] = parquet_writer(plan.frames[-1], publication.tmp_url, config.output.storage_options)
+        output = config.output
+        lazy["output"] = parquet_writer(plan.frames[-1], publication.tmp_url, output.storage_options,
+                                        output.compression, output.dictionary)
     step_keys = _step_keys(plan)
     try:
         with get_task_stream(client) as stream:

@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines._checks import check_columns
-from pipelines._keys import as_list, first_positions, key_codes, previous_positions, stable_order
+from pipelines._keys import as_list, first_positions, key_codes, previous_positions, stable_order, take_rows
 from pipelines.errors import InputError
 from pipelines.partitions import Call, Scan, Slot, scan_partitions
 
@@ -330,7 +330,7 @@ def _run_starts(part: pd.DataFrame, carry: Any, keys: list[Hashable], cols: list
         frame = pd.concat([carry, part[needed]], ignore_index=True)
         offset = len(carry)
     if keys:
-        prev = previous_positions(*key_codes([frame], keys))[offset:]
+        prev = previous_positions(*key_codes([carry, part] if offset else [part], keys))[offset:]
     else:
         prev = np.arange(offset - 1, offset + n - 1, dtype=np.intp)
     has_prev = np.flatnonzero(prev >= 0)
@@ -373,7 +373,7 @@ def _drop_unmarked(flags: Flags, part: pd.DataFrame, carry: Any, keys: list[Hash
     keep = flags(part, carry, keys, cols, needed, nan_equal)
     if keep.all():
         return part
-    return part.iloc[np.flatnonzero(keep)]
+    return take_rows(part, np.flatnonzero(keep), keys)
 
 
 def _dedup_partition(

@@ -618,32 +618,81 @@ def _windows(
     """Window bounds ``[start, end)`` in key-sorted order, and that order (None: row order).
 
     In key-sorted order (stable, so row order within a key) each window is a contiguous range, and
-    ``start`` and ``end`` are non-decreasing.
+    ``start`` and ``end`` are non-decreasing. A time window starts at the next row whose (key,
+    time) differs (linear, no search) and ends where a search of ``t + T`` within the key's rows
+    puts it.
+
+    Examples
+    --------
+    >>> spec = _Spec(None, 2, "s", "t", "t", ("k",), None)
+    >>> order, start, end = _windows(5, np.array([0, 1, 0, 0, 1]), 2, np.array([0, 1, 1, 3, 4]), spec)
+    >>> order.tolist(), start.tolist(), end.tolist()
+    ([0, 2, 3, 1, 4], [1, 2, 3, 4, 5], [2, 3, 3, 4, 5])
     """
     order = None if codes is None or n_groups <= 1 else stable_order(codes, n_groups)
+    sorted_codes = None if order is None else codes[order]  # type: ignore[index]
     if spec.rows is not None:
         start = np.arange(1, n + 1, dtype=np.int64)
-        if order is None:
-            group_end: Any = n
-        else:
-            sorted_codes = codes[order]  # type: ignore[index]
-            ends = np.append(np.flatnonzero(sorted_codes[1:] != sorted_codes[:-1]) + 1, n)
-            group_end = np.repeat(ends, np.diff(ends, prepend=0))
+        group_end: Any = n if sorted_codes is None else _run_ends(_changes(sorted_codes), n)
         return order, start, np.minimum(start + spec.rows, group_end)
     assert t is not None and spec.span is not None
-    # in row order (times are sorted): rows after i with t_j > t_i begin at first_after, rows with
+    # rows after i with t_j > t_i begin at the next change of (key, time); rows with
     # t_j <= t_i + T end at past_end; equal times are not in the window
-    first_after = np.searchsorted(t, t, side="right")
-    past_end = np.searchsorted(t, _plus(t, spec.span), side="right")
-    if order is None:
-        return None, first_after.astype(np.int64), past_end.astype(np.int64)
-    # the same bounds within the key: count the key's rows before those positions, using the
-    # strictly increasing composite code * n + position of the key-sorted rows
-    sorted_codes = codes[order].astype(np.int64)  # type: ignore[index]
-    composite = sorted_codes * n + order
-    start = np.searchsorted(composite, sorted_codes * n + first_after[order], side="left")
-    end = np.searchsorted(composite, sorted_codes * n + past_end[order], side="left")
-    return order, start.astype(np.int64), end.astype(np.int64)
+    sorted_t = t if order is None else t[order]
+    change = _changes(sorted_t)
+    if sorted_codes is not None:
+        change |= _changes(sorted_codes)
+    start = _run_ends(change, n)
+    return order, start, _window_ends(sorted_t, sorted_codes, n_groups, spec.span)
+
+
+def _changes(values: np.ndarray) -> np.ndarray:
+    """``changes[i]``: whether position ``i + 1`` differs from position ``i``."""
+    return values[1:] != values[:-1]
+
+
+def _run_ends(change: np.ndarray, n: int) -> np.ndarray:
+    """For each of ``n`` positions, the end of its run (runs split where ``change[i]`` says that
+    position ``i + 1`` starts a new one).
+
+    Examples
+    --------
+    >>> _run_ends(_changes(np.array([4, 4, 2, 7, 7, 7])), 6).tolist()
+    [2, 2, 3, 6, 6, 6]
+    """
+    ends = np.append(np.flatnonzero(change) + 1, n).astype(np.int64)
+    return np.repeat(ends, np.diff(ends, prepend=0))
+
+
+#: Up to this many keys, a time window's end is searched within each key's rows (small arrays
+#: that stay in cache); above it one search over all rows (a Python loop per key would dominate).
+_KEYS_SEARCHED_APART = 1000
+
+
+def _window_ends(
+    sorted_t: np.ndarray, sorted_codes: np.ndarray | None, n_groups: int, span: int
+) -> np.ndarray:
+    """``end`` of the time windows: past the last row of the key with ``t <= t_i + T``, for
+    rows in key-sorted order (times non-decreasing within each key)."""
+    n = len(sorted_t)
+    if sorted_codes is not None and n_groups > _KEYS_SEARCHED_APART:
+        # (code, time) as one non-decreasing int64: searching it is searching each key's times,
+        # as long as it does not overflow
+        lowest = int(sorted_t.min())
+        width = int(sorted_t.max()) - lowest + span + 1
+        if width * (n_groups + 1) < np.iinfo(np.int64).max:
+            composite = sorted_codes.astype(np.int64) * width + (sorted_t - lowest)
+            return np.searchsorted(composite, composite + span, side="right").astype(np.int64)
+    reach = _plus(sorted_t, span)  # t_i + T (saturating)
+    if sorted_codes is None:
+        return np.searchsorted(sorted_t, reach, side="right").astype(np.int64)
+    bounds = np.append(np.flatnonzero(_changes(sorted_codes)) + 1, n)
+    end = np.empty(n, dtype=np.int64)
+    first = 0
+    for past in bounds.tolist():
+        end[first:past] = first + np.searchsorted(sorted_t[first:past], reach[first:past], side="right")
+        first = past
+    return end
 
 
 def _float_values(frames: Sequence[pd.DataFrame], column: Hashable) -> np.ndarray:
