@@ -6,7 +6,6 @@ The helpers are test_reliability's (which runs the same faults on thread-based c
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -17,7 +16,7 @@ import pytest
 from dask.dataframe.utils import assert_eq
 from test_reliability import TABLE, finish, markers, reference, slowed, start_cli, wait_for_markers  # noqa: F401
 
-from pipelines.summary import SummaryState
+from flows.state import StateStore
 
 PROCESSES = {**TABLE, "cluster": {"n_workers": 2, "threads_per_worker": 1}}  # processes: true (default)
 SUMMARY = {"columns": ["price", "price_change_20s"], "by": "symbol"}
@@ -58,7 +57,7 @@ def test_worker_killed_during_the_summary_reduction(tmp_path, markers):  # noqa:
     code, _, err = finish(process)
     assert code == 0, err
     assert_eq(pd.read_parquet(tmp_path / "out/features"), expected, check_index=False)
-    states = [SummaryState.from_dict(json.loads((tmp_path / n).read_text())) for n in ("killed.json", "reference.json")]
+    states = [StateStore.open(str(tmp_path / n), {}).read() for n in ("killed.json", "reference.json")]
     assert_eq(states[0].to_frame(), states[1].to_frame())
 
 
