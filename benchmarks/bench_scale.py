@@ -28,6 +28,9 @@ per second, 4 symbols, prices in {0, 1, 2} so that dedup drops rows).
    (scheduler in its own process, ``--workers`` x 1 thread); the scheduler process's RSS is
    read before, once all are submitted, and once all are done (futures still held), and the
    wall time from the first submit to the last result gives the per-task overhead.
+4. **The scheduler's cost per task** (``--overhead-tasks``, default 5,000; 0 skips it): that many
+   independent trivial tasks on a ``LocalCluster`` (time per task), and a chain of a tenth as
+   many dependent ones (time per hop of a critical path).
 
 Example::
 
@@ -222,6 +225,28 @@ def bench_grid(n: int, tile: int, top_k: int | None, matrix_shape: tuple[int, in
           f"{workers} workers = {m['seconds'] / m['tasks'] * 1e3:.2f} ms per task", flush=True)
 
 
+def bench_overhead(tasks: int, workers: int) -> None:
+    """The scheduler's cost per trivial task: ``tasks`` independent ones (throughput), and a
+    chain of ``tasks // 10`` dependent ones (latency of one hop: task done -> next one started)."""
+    from distributed import Client, LocalCluster, wait
+
+    with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        client.submit(_stand_in, key="warm-up").result()
+        started = time.perf_counter()
+        wait(client.map(_stand_in, range(tasks), pure=False))
+        independent = (time.perf_counter() - started) / tasks
+        started = time.perf_counter()
+        chain = client.submit(_stand_in, pure=False)
+        for _ in range(tasks // 10 - 1):
+            chain = client.submit(_stand_in, chain, pure=False)
+        chain.result()
+        hop = (time.perf_counter() - started) / (tasks // 10)
+    print(f"\nscheduler overhead ({workers} workers x 1 thread): {independent * 1e6:.0f} us per "
+          f"independent trivial task ({tasks:,} tasks), {hop * 1e6:.0f} us per hop of a chain of "
+          f"{tasks // 10:,} dependent ones", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1000,10000,100000", help="partition counts, graph")
@@ -233,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid-top-k", type=int, default=None, help="add the top-k merges")
     parser.add_argument("--grid-matrix-shape", default="4x16",
                         help="rows x columns of the stand-in float64 matrices of the blocks")
+    parser.add_argument("--overhead-tasks", type=int, default=5000,
+                        help="trivial tasks timed for the scheduler's per-task cost (0: skip)")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s]
     wall_sizes = [int(s) for s in args.wall_sizes.split(",") if s]
@@ -256,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.grid_n:
         shape = tuple(int(x) for x in args.grid_matrix_shape.lower().split("x"))
         bench_grid(args.grid_n, args.grid_tile, args.grid_top_k, shape, args.workers)
+    if args.overhead_tasks >= 10:
+        bench_overhead(args.overhead_tasks, args.workers)
     return 0
 
 
