@@ -79,3 +79,21 @@ def test_table_flow_overwrites_on_s3(s3, client_elsewhere, tmp_path):  # noqa: F
     assert len(rows) == first.steps[-1].rows_out == again.steps[-1].rows_out
     assert s3.fs.exists(f"{bucket}/out/_SUCCESS")
     assert not [p for p in s3.fs.ls(bucket) if ".tmp-" in p]
+
+
+def test_summary_state_on_s3_keeps_every_concurrent_batch(s3, client_elsewhere, tmp_path, monkeypatch):  # noqa: F811
+    """Three runs of different inputs commit into one ``s3://`` state at the same time (each waits
+    before its commit until all are there): all three batches end up in it, exactly."""
+    from test_state import assert_state_holds, batch, config, run_together
+
+    from flows.state import StateStore
+
+    frames = [batch(tmp_path / f"b{i}", i, 300 + 100 * i) for i in range(3)]
+    state = f"s3://{s3.new_bucket()}/state"
+    outcomes = run_together(monkeypatch, client_elsewhere, [config(state, str(tmp_path / f"b{i}")) for i in range(3)])
+    assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
+    store = StateStore.open(state, {})
+    assert len(store.files()) == 3
+    assert_state_holds(store.read(), frames)
+    again = run_together(monkeypatch, client_elsewhere, [config(state, str(tmp_path / "b1"))])
+    assert "is already merged into the summary state" in str(again[0])
