@@ -16,7 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["as_list", "first_positions", "key_codes", "previous_positions", "stable_order", "take_rows"]
+#: One or several column labels, as every step takes them (str, list, tuple, pd.Index).
+Labels = Hashable | Sequence[Hashable]
+
+__all__ = ["Labels", "as_list", "first_positions", "key_codes", "previous_positions", "stable_order", "take_rows"]
 
 
 def as_list(value: Any) -> list[Hashable]:

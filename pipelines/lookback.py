@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.errors import InputError
+from pipelines._keys import Labels
 from pipelines._keys import as_list as _as_list
 from pipelines._keys import key_codes as _key_codes
 from pipelines._keys import stable_order as _stable_order
@@ -249,9 +250,9 @@ def _past_spec(df: dd.DataFrame, horizon: Any, by: Any, time: Any, columns: list
 def past_features(
     df: dd.DataFrame,
     horizon: int | str | pd.Timedelta,
-    columns: Hashable | Sequence[Hashable],
+    columns: Labels,
     features: str | Sequence[str] = ("mean",),
-    by: Hashable | Sequence[Hashable] | None = None,
+    by: Labels | None = None,
     time: Hashable | None = None,
     partial: bool = False,
 ) -> dd.DataFrame:
