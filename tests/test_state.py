@@ -10,6 +10,7 @@ import json
 import threading
 import uuid
 
+import dask
 import fsspec
 import numpy as np
 import pandas as pd
@@ -64,10 +65,13 @@ def run_together(monkeypatch, client, configs: list[dict]) -> list[object]:
             outcomes[index] = error
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(len(configs))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=300)
+    # Client.as_current() sets dask's global "scheduler" option, and dask.config.set is not
+    # thread-safe: concurrent runs can leave it set after their client is gone. Restore it here.
+    with dask.config.set({"scheduler": None}):
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=300)
     return outcomes
 
 
