@@ -102,13 +102,16 @@ def _start_local(config: ClusterConfig) -> LocalCluster:
         return _new_local_cluster(config)
 
 
+def _worker_kwargs(config: ClusterConfig) -> dict[str, Any]:
+    """The settings a LocalCluster and a LocalCUDACluster share."""
+    return {
+        "threads_per_worker": config.threads_per_worker,
+        "memory_limit": config.memory_limit,
+        "dashboard_address": ":0" if config.dashboard else None,
+    }
+
+
 def _new_local_cluster(config: ClusterConfig) -> LocalCluster:
-    kwargs = dict(
-        n_workers=config.n_workers,
-        threads_per_worker=config.threads_per_worker,
-        memory_limit=config.memory_limit,
-        dashboard_address=":0" if config.dashboard else None,
-    )
     if config.kind == "cuda":
         try:
             from dask_cuda import LocalCUDACluster
@@ -120,7 +123,7 @@ def _new_local_cluster(config: ClusterConfig) -> LocalCluster:
             return LocalCUDACluster(**cuda_cluster_kwargs(config))
         except Exception as error:  # NVMLError and friends when there is no GPU
             raise InputError(f"cluster.kind: cuda: no usable GPU ({type(error).__name__}: {error})") from None
-    return LocalCluster(processes=config.processes, **kwargs)
+    return LocalCluster(n_workers=config.n_workers, processes=config.processes, **_worker_kwargs(config))
 
 
 def cuda_cluster_kwargs(config: ClusterConfig) -> dict[str, Any]:
@@ -137,13 +140,7 @@ def cuda_cluster_kwargs(config: ClusterConfig) -> dict[str, Any]:
     [('dashboard_address', None), ('memory_limit', 'auto'), ('protocol', 'ucx'),
      ('resources', {'GPU': 1}), ('rmm_pool_size', '20GB'), ('threads_per_worker', 1)]
     """
-    return {
-        "threads_per_worker": config.threads_per_worker,
-        "memory_limit": config.memory_limit,
-        "dashboard_address": ":0" if config.dashboard else None,
-        "resources": {"GPU": 1},
-        **config.cuda,
-    }
+    return {**_worker_kwargs(config), "resources": {"GPU": 1}, **config.cuda}
 
 
 def describe_cluster(
