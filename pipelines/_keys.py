@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipelines import _jit
+
 #: One or several column labels, as every step takes them (str, list, tuple, pd.Index).
 Labels = Hashable | Sequence[Hashable]
 
@@ -209,12 +211,4 @@ def previous_positions(codes: np.ndarray, n_groups: int) -> np.ndarray:
     >>> previous_positions(np.array([0, 1, 0, 0, 1]), 2).tolist()
     [-1, -1, 0, 2, 1]
     """
-    n = len(codes)
-    prev = np.full(n, -1, dtype=np.intp)
-    if n < 2:
-        return prev
-    order = stable_order(codes, n_groups)
-    sorted_codes = codes[order]
-    same = sorted_codes[1:] == sorted_codes[:-1]
-    prev[order[1:][same]] = order[:-1][same]
-    return prev
+    return _jit.previous_positions(np.ascontiguousarray(codes, dtype=np.int64), max(int(n_groups), 1))

@@ -45,6 +45,7 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
+from pipelines import _jit
 from pipelines._checks import check_columns
 from pipelines._keys import as_list, first_positions, key_codes, previous_positions, stable_order, take_rows
 from pipelines.errors import InputError
@@ -238,8 +239,8 @@ def _end_per_key(frame: pd.DataFrame, keys: list[Hashable], end: str) -> np.ndar
     if not keys:
         n = len(frame)
         return np.arange(max(n - 1, 0), n, dtype=np.intp) if end == "last" else np.arange(min(n, 1))
-    codes, _ = key_codes([frame], keys)
-    return np.flatnonzero(~pd.Series(codes).duplicated(keep=end).to_numpy())
+    codes, n_groups = key_codes([frame], keys)
+    return _jit.end_positions(codes, max(n_groups, 1), end == "last")
 
 
 def _end_rows(part: pd.DataFrame, keys: list[Hashable], needed: list[Hashable], end: str) -> Any:
@@ -284,9 +285,16 @@ def _as_bool(result: Any) -> np.ndarray:
     return np.asarray(pd.array(result).to_numpy(dtype=bool, na_value=False))
 
 
+#: Column dtypes compared by the compiled :func:`pipelines._jit.equal_at`.
+_COMPILED_EQUAL = frozenset(map(np.dtype, ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16",
+                                           "uint32", "uint64", "float32", "float64"]))
+
+
 def _equal_at(col: pd.Series, cur: np.ndarray, prev: np.ndarray, nan_equal: bool) -> np.ndarray:
     """``col[cur] == col[prev]``, with missing values equal to each other if ``nan_equal``."""
     values = _values(col)
+    if isinstance(values, np.ndarray) and values.dtype in _COMPILED_EQUAL:
+        return _jit.equal_at(values, cur, prev, nan_equal)
     if isinstance(values, np.ndarray) and values.dtype.kind in "biufcmM":
         a, b = values[cur], values[prev]
         eq = a == b  # NaN and NaT equal nothing

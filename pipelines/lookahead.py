@@ -68,7 +68,7 @@ from pandas.api.types import (
     is_numeric_dtype,
 )
 
-from pipelines import window_stats
+from pipelines import _jit, window_stats
 from pipelines._checks import check_columns
 from pipelines._keys import as_list, key_codes, stable_order
 from pipelines.errors import InputError
@@ -643,7 +643,7 @@ def _windows(
     if sorted_codes is not None:
         change |= _changes(sorted_codes)
     start = _run_ends(change, n)
-    return order, start, _window_ends(sorted_t, sorted_codes, n_groups, spec.span)
+    return order, start, _window_ends(sorted_t, sorted_codes, spec.span)
 
 
 def _changes(values: np.ndarray) -> np.ndarray:
@@ -664,35 +664,13 @@ def _run_ends(change: np.ndarray, n: int) -> np.ndarray:
     return np.repeat(ends, np.diff(ends, prepend=0))
 
 
-#: Up to this many keys, a time window's end is searched within each key's rows (small arrays
-#: that stay in cache); above it one search over all rows (a Python loop per key would dominate).
-_KEYS_SEARCHED_APART = 1000
-
-
-def _window_ends(
-    sorted_t: np.ndarray, sorted_codes: np.ndarray | None, n_groups: int, span: int
-) -> np.ndarray:
+def _window_ends(sorted_t: np.ndarray, sorted_codes: np.ndarray | None, span: int) -> np.ndarray:
     """``end`` of the time windows: past the last row of the key with ``t <= t_i + T``, for
-    rows in key-sorted order (times non-decreasing within each key)."""
-    n = len(sorted_t)
-    if sorted_codes is not None and n_groups > _KEYS_SEARCHED_APART:
-        # (code, time) as one non-decreasing int64: searching it is searching each key's times,
-        # as long as it does not overflow
-        lowest = int(sorted_t.min())
-        width = int(sorted_t.max()) - lowest + span + 1
-        if width * (n_groups + 1) < np.iinfo(np.int64).max:
-            composite = sorted_codes.astype(np.int64) * width + (sorted_t - lowest)
-            return np.searchsorted(composite, composite + span, side="right").astype(np.int64)
-    reach = _plus(sorted_t, span)  # t_i + T (saturating)
+    rows in key-sorted order (times non-decreasing within each key); one linear pass."""
     if sorted_codes is None:
-        return np.searchsorted(sorted_t, reach, side="right").astype(np.int64)
-    bounds = np.append(np.flatnonzero(_changes(sorted_codes)) + 1, n)
-    end = np.empty(n, dtype=np.int64)
-    first = 0
-    for past in bounds.tolist():
-        end[first:past] = first + np.searchsorted(sorted_t[first:past], reach[first:past], side="right")
-        first = past
-    return end
+        return np.searchsorted(sorted_t, _plus(sorted_t, span), side="right").astype(np.int64)
+    return _jit.window_ends(np.ascontiguousarray(sorted_t, dtype=np.int64),
+                            np.ascontiguousarray(sorted_codes, dtype=np.int64), span)
 
 
 def _float_values(frames: Sequence[pd.DataFrame], column: Hashable) -> np.ndarray:

@@ -17,8 +17,11 @@ differs from "NaN unless partial".
 
 How they are computed
 ---------------------
-``sum``, ``mean``, ``min`` and ``max`` run through pandas' rolling aggregations over the
-precomputed bounds (:class:`Bounds`); ``count`` is a difference of prefix sums; ``var`` and
+``sum`` and ``mean`` run through pandas' rolling aggregations over the precomputed bounds
+(:class:`Bounds`); ``min`` and ``max`` through one compiled pass with a monotonic deque
+(:func:`pipelines._jit.rolling_extreme`, equal to pandas' rolling min/max: like pandas' rolling
+aggregations it counts ±inf as missing); ``count`` is a
+difference of prefix sums; ``var`` and
 ``std`` merge the (count, mean, squared deviations) of power-of-two blocks (Chan et al.), which
 keeps digits that a running variance loses (memory O(n)). Order statistics use a *sparse table*
 of range maxima (levels ``2**l`` for ``l`` up to ``log2`` of the longest window): a window's max
@@ -35,6 +38,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 from pandas.api.indexers import BaseIndexer
+
+from pipelines import _jit
 
 __all__ = [
     "KERNELS",
@@ -108,6 +113,10 @@ def window_stat(
     if feature in ("var", "std"):
         var = _window_var(np.asarray(values, dtype=np.float64), start, end)
         return np.sqrt(var) if feature == "std" else var
+    if feature in ("max", "min"):  # one linear pass (a monotonic deque), same values as pandas'
+        return _jit.rolling_extreme(np.ascontiguousarray(values, dtype=np.float64),
+                                    np.ascontiguousarray(start, dtype=np.int64),
+                                    np.ascontiguousarray(end, dtype=np.int64), feature == "max")
     series = pd.Series(values, dtype=np.float64, copy=False)
     rolling = series.rolling(Bounds(start, end), min_periods=ROLLING[feature])
     return np.array(getattr(rolling, feature)().to_numpy(), dtype=np.float64)

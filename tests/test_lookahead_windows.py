@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines import lookahead
 from pipelines._keys import stable_order
 from pipelines.lookahead import _Spec, _windows
 
@@ -24,7 +21,8 @@ def reference_windows(codes, t, span):
     for i in range(n):
         same = np.flatnonzero(sorted_codes == sorted_codes[i])
         after = same[sorted_t[same] > sorted_t[i]]
-        inside = same[sorted_t[same] <= sorted_t[i] + span]
+        reach = min(int(sorted_t[i]) + span, np.iinfo(np.int64).max)  # t + T, saturating
+        inside = same[sorted_t[same] <= reach]
         start[i] = after[0] if len(after) else same[-1] + 1
         end[i] = inside[-1] + 1
     return order, start, end
@@ -38,17 +36,6 @@ def keyed_times(draw):
     gaps = draw(st.lists(st.integers(0, 3), min_size=n, max_size=n))
     t = np.cumsum(gaps).astype(np.int64) + draw(st.integers(-10**6, 10**6))
     return codes, t, draw(st.integers(1, 7))
-
-
-@contextmanager
-def one_search():
-    """Treat any number of keys as many (the path of more than ``_KEYS_SEARCHED_APART`` keys)."""
-    old = lookahead._KEYS_SEARCHED_APART
-    lookahead._KEYS_SEARCHED_APART = 0
-    try:
-        yield
-    finally:
-        lookahead._KEYS_SEARCHED_APART = old
 
 
 def _check(codes, t, span):
@@ -71,18 +58,13 @@ def test_time_windows_equal_the_definition(case):
     _check(*case)
 
 
-@settings(max_examples=100, deadline=None)
-@given(keyed_times())
-def test_time_windows_with_many_keys_equal_the_definition(case):
-    with one_search():  # the one-search path over a composite (key, time)
-        _check(*case)
-
-
-def test_time_windows_whose_composite_would_overflow_search_per_key():
+def test_time_windows_far_apart_and_near_the_int64_limits():
+    """Times spanning most of int64, and t + T past its maximum (the end saturates)."""
     codes = np.array([0, 1, 0, 1, 2])
     t = np.array([-(2**61), -(2**61), 0, 2**61, 2**61], dtype=np.int64)
-    with one_search():
-        _check(codes, t, 2**60)
+    _check(codes, t, 2**60)
+    big = np.iinfo(np.int64).max - 5
+    _check(np.array([0, 0, 1, 0]), np.array([big - 3, big - 1, big, big], dtype=np.int64), 10)
 
 
 @pytest.mark.parametrize("n_groups", [1, 3, 1500])

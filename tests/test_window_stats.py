@@ -174,6 +174,26 @@ def test_barrier_matches_brute_force(layout, up, down):
     np.testing.assert_array_equal(time, expected_time)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_rolling_min_max_equal_pandas_rolling(seed):
+    """The compiled min/max against pandas' own rolling min/max over the same sliding bounds,
+    with NaN, +-inf, ties, empty windows and read-only input (pandas' copy-on-write arrays)."""
+    import pandas as pd
+
+    from pipelines.window_stats import Bounds
+
+    rng = np.random.default_rng(seed)
+    n = 2000
+    values = rng.choice([np.nan, np.inf, -np.inf, 0.0, 1.0, 2.0], n) if seed % 2 else rng.standard_normal(n)
+    values[rng.random(n) < 0.2] = np.nan
+    values.flags.writeable = False
+    start = np.sort(rng.integers(0, n, n))
+    end = np.maximum(np.maximum.accumulate(np.minimum(start + rng.integers(-5, 60, n), n)), start)
+    for feature in ("max", "min"):
+        expected = getattr(pd.Series(values).rolling(Bounds(start, end), min_periods=1), feature)()
+        np.testing.assert_array_equal(window_stat(feature, values, None, start, end), expected.to_numpy())
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_large_random_windows(seed):
     """Thousands of rows, long windows, float noise, ties and NaN; any bounds for the order
