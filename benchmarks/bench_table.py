@@ -112,7 +112,7 @@ TIME = "ts"
 COLUMNS = ["price"]
 FEATURES = ["change", "max", "min"]
 NEW = [f"price_{f}_{HORIZON}" for f in FEATURES]
-METHODS = ["flows", "dask", "pandas", "pool", "polars-lazy", "polars-eager"]
+METHODS = ["flows", "flows-threads", "dask", "pandas", "pool", "polars-lazy", "polars-eager"]
 T0_US = 1_704_067_200 * 10**6  # 2024-01-01 in microseconds
 
 
@@ -464,14 +464,18 @@ class _ChildrenPeak:
         self.thread.join()
 
 
-def flows_config(data: Path, out: Path, workers: int, blocksize: int | None) -> dict[str, Any]:
-    """The table flow's config as a user writes it (``input.blocksize`` only when given)."""
+def flows_config(data: Path, out: Path, workers: int, blocksize: int | None,
+                 threads: bool = False) -> dict[str, Any]:
+    """The table flow's config as a user writes it (``input.blocksize`` only when given);
+    ``threads``: one worker of ``workers`` threads in the driver's process, else ``workers``
+    processes of one thread."""
     source: dict[str, Any] = {"format": "parquet", "path": str(data), "time": TIME}
     if blocksize is not None:
         source["blocksize"] = blocksize
     return {
         "flow": "table",
-        "cluster": {"n_workers": workers, "threads_per_worker": 1},
+        "cluster": ({"processes": False, "n_workers": 1, "threads_per_worker": workers} if threads
+                    else {"n_workers": workers, "threads_per_worker": 1}),
         "input": source,
         "steps": [
             {"dedup": {"subset": SUBSET, "by": KEY}},
@@ -501,15 +505,17 @@ def flows_blocksize(data: Path, layout: str, workers: int) -> tuple[int | None, 
     return blocksize, f"flows: input.blocksize={blocksize:,} (the largest row group, uncompressed)"
 
 
-def run_flows(data: Path, out: Path, workers: int, blocksize: int | None) -> dict[str, Any]:
+def run_flows(data: Path, out: Path, workers: int, blocksize: int | None,
+              threads: bool = False) -> dict[str, Any]:
     import flows
 
-    config = flows_config(data, out, workers, blocksize)
+    config = flows_config(data, out, workers, blocksize, threads)
     with _ChildrenPeak() as sampler:
         start = time.perf_counter()
         result = flows.run(config)
         seconds = time.perf_counter() - start
-    peaks = sorted(sampler.peaks.values(), reverse=True)[:workers]
+    # threads: the one worker is this process (a fresh child of the benchmark)
+    peaks = [_rusage_bytes()] if threads else sorted(sampler.peaks.values(), reverse=True)[:workers]
     steps = {s.name: s.task_seconds for s in result.steps}
     return {"seconds": seconds, "worker_peak_rss": peaks, "task_seconds": steps}
 
@@ -693,8 +699,9 @@ def time_methods(methods: list[str], data: Path, out_root: Path, args: argparse.
             kwargs: dict[str, Any] = {"data": data, "out": out}
             if method == "dask":
                 result = run_dask(client, layout=args.layout, **kwargs)
-            elif method == "flows":
-                result = in_child("run_flows", workers=args.workers, blocksize=blocksize, **kwargs)
+            elif method in ("flows", "flows-threads"):
+                result = in_child("run_flows", workers=args.workers, blocksize=blocksize,
+                                  threads=method == "flows-threads", **kwargs)
             elif method == "pool":
                 result = in_child("run_pool", processes=args.workers, chunks=args.pool_chunks,
                                   **kwargs)
@@ -709,7 +716,7 @@ def time_methods(methods: list[str], data: Path, out_root: Path, args: argparse.
 
 def _memory_line(method: str, runs: list[dict[str, Any]]) -> str:
     last = runs[-1]
-    if method in ("dask", "flows"):
+    if method in ("dask", "flows", "flows-threads"):
         peaks = [max(r["worker_peak_rss"][w] for r in runs if len(r["worker_peak_rss"]) > w)
                  for w in range(len(last["worker_peak_rss"]))]
         line = f"peak RSS per worker {', '.join(f'{p / 2**20:.0f}' for p in peaks)} MiB"
@@ -719,7 +726,8 @@ def _memory_line(method: str, runs: list[dict[str, Any]]) -> str:
                      f"{last['memory_limit'] / 2**30:.1f} GiB; warm cluster, start not timed)")
         else:
             tasks = ", ".join(f"{k} {v:.1f}" for k, v in last["task_seconds"].items())
-            line += f" (cluster start/stop timed; task s: {tasks})"
+            where = "1 worker process of threads" if method == "flows-threads" else "processes"
+            line += f" ({where}; cluster start/stop timed; task s: {tasks})"
         return line
     if method == "pool":
         return (f"peak RSS parent {max(r['peak_rss'] for r in runs) / 2**20:.0f} MiB,"
@@ -757,7 +765,7 @@ def print_results(results: dict[str, list[dict[str, Any]]], rows: int, repeat: i
 
 def run_sweep(args: argparse.Namespace, methods: list[str], client: Any) -> None:
     """Time the dask-flows methods at each size of ``--sweep``, same partition size."""
-    methods = [m for m in methods if m in ("flows", "dask")]
+    methods = [m for m in methods if m in ("flows", "flows-threads", "dask")]
     sizes = [int(float(s)) for s in args.sweep.split(",") if s.strip()]
     part_rows = args.file_rows or max(1, -(-args.rows // args.files))
     table = []
@@ -777,13 +785,13 @@ def run_sweep(args: argparse.Namespace, methods: list[str], client: Any) -> None
             table.append((m, rows, -(-rows // part_rows), seconds, peak))
     print(f"\nsweep ({args.shape} shape, {args.layout} layout, {part_rows:,} rows per partition, "
           f"median of {args.repeat}; not checked against pandas)")
-    print(f"{'method':<8}{'rows':>12}{'parts':>7}{'seconds':>9}{'ns/row':>8}{'vs smallest':>12}"
+    print(f"{'method':<14}{'rows':>12}{'parts':>7}{'seconds':>9}{'ns/row':>8}{'vs smallest':>12}"
           f"{'peak RSS/worker':>17}")
     for m in methods:
         own = [t for t in table if t[0] == m]
         base = own[0][3] / own[0][1]
         for _, rows, parts, seconds, peak in own:
-            print(f"{m:<8}{rows:>12,}{parts:>7}{seconds:>9.2f}{seconds / rows * 1e9:>8.0f}"
+            print(f"{m:<14}{rows:>12,}{parts:>7}{seconds:>9.2f}{seconds / rows * 1e9:>8.0f}"
                   f"{seconds / rows / base:>11.2f}x{peak / 2**20:>13.0f} MiB")
 
 
@@ -863,8 +871,8 @@ def run_table(args: argparse.Namespace, methods: list[str], client: Any) -> None
     print(f"input: {args.rows:,} rows ({args.shape} shape, {args.layout} layout), "
           f"{info['npartitions']} partitions of ~{info['rows']:,} rows "
           f"({info['bytes'] / 2**20:.1f} MiB in memory each)", flush=True)
-    blocksize, note = flows_blocksize(data, args.layout, args.workers) if "flows" in methods \
-        else (None, "")
+    uses_flows = any(m.startswith("flows") for m in methods)
+    blocksize, note = flows_blocksize(data, args.layout, args.workers) if uses_flows else (None, "")
     if note:
         print(note)
     results, outputs = time_methods(methods, data, out_root, args, client, blocksize)
