@@ -311,15 +311,15 @@ def run_table(config: TableFlowConfig, plan: TablePlan, client: Client, *, show_
     _refuse_merged_input(config, plan.previous_state, plan.fingerprint)
     result = RunResult(flow="table", scheduler=client.scheduler.address)
     hold, result.partitions = choose_hold(config, plan, client)
+    # the policy goes into the graph itself, not into dask's config (one dict for all threads)
+    frames = with_hold_partitions(*plan.frames, hold=hold)
+    lazy = dict(zip(plan.results, with_hold_partitions(*plan.results.values(), hold=hold)))
     publication = plan.publication
-    lazy = dict(plan.results)
     if publication is not None:  # dask creates the folder when the write is built: only now
         output = config.output
-        lazy["output"] = parquet_writer(plan.frames[-1], publication.tmp_url, output.storage_options,
+        lazy["output"] = parquet_writer(frames[-1], publication.tmp_url, output.storage_options,
                                         output.compression, output.dictionary)
-    # the policy goes into the graph itself, not into dask's config (one dict for all threads)
-    lazy = dict(zip(lazy, with_hold_partitions(*lazy.values(), hold=hold)))
-    step_keys = _step_keys(with_hold_partitions(*plan.frames, hold=hold))
+    step_keys = _step_keys(frames)
     try:
         with get_task_stream(client) as stream:
             values = _compute(client, lazy, config, show_progress)

@@ -220,9 +220,10 @@ def _fold(combine: Callable[[Any, Any], Any], first: Any, *rest: Any) -> Any:
 class _ScanExpr(Expr):
     """One layer: the summaries, the prefix scan and the kernels of a :class:`Scan`.
 
-    ``hold`` is the memory policy (see the module's docstring): None until the expression is
-    lowered, which fixes the config's value into the expression (on the client: the scheduler,
-    which builds the tasks, may not share the client's config).
+    ``hold`` is the memory policy (see the module's docstring): None (recompute) or a fixed bool.
+    Lowering (when the graph is optimized, on the client) turns None into True where the config
+    asks to hold: the scheduler, which builds the tasks, may not share the client's config.
+    Lowering rebuilds the expressions above (dask recomputes their metadata), so only then.
     """
 
     _parameters = ["frame", "scan", "meta", "keep_divisions", "hold"]
@@ -237,9 +238,9 @@ class _ScanExpr(Expr):
         return self.operand("meta")
 
     def _lower(self) -> _ScanExpr | None:
-        if self.hold is not None:
+        if self.hold is not None or not hold_partitions():  # None: recompute, the default
             return None
-        return _ScanExpr(self.frame, self.scan, self.operand("meta"), self.keep_divisions, hold_partitions())
+        return _ScanExpr(self.frame, self.scan, self.operand("meta"), self.keep_divisions, True)
 
     def _divisions(self) -> tuple[Any, ...]:
         if self.keep_divisions:
@@ -272,8 +273,7 @@ class _ScanExpr(Expr):
         n = self.frame.npartitions
         summary_name, state_name = self._scan_names
         tasks: dict[Hashable, GraphNode] = {}
-        hold = hold_partitions() if self.hold is None else self.hold
-        copies = None if hold else _Copies(self._name, tasks)
+        copies = None if self.hold else _Copies(self._name, tasks)
         for i in range(n):
             # recompute: the summary reads its own copy of the partition, so that the partition
             # is not held from its summary until its kernel (the prefix scan lets Dask compute
@@ -438,8 +438,12 @@ def with_hold_partitions(*collections: Any, hold: bool) -> list[Any]:
             operands = [fix(o) if isinstance(o, Expr) else o for o in expr.operands]
             if isinstance(expr, _ScanExpr) and expr.hold is None:
                 operands[expr._parameters.index("hold")] = bool(hold)
-            changed = any(new is not old for new, old in zip(operands, expr.operands))
-            fixed[expr._name] = type(expr)(*operands) if changed else expr
+            new = expr
+            if any(a is not b for a, b in zip(operands, expr.operands)):
+                new = type(expr)(*operands)
+                if "_meta" in expr.__dict__:  # the same metadata: not emulated again (user functions)
+                    new.__dict__.setdefault("_meta", expr.__dict__["_meta"])
+            fixed[expr._name] = new
         return fixed[expr._name]
 
     return [new_collection(fix(c.expr)) if isinstance(getattr(c, "expr", None), Expr) else c
