@@ -66,10 +66,10 @@ def _kind(annotation: Any) -> str:
     return getattr(annotation, "__name__", str(annotation))
 
 
-def _fields(model: type[BaseModel], indent: str = "    ") -> list[str]:
+def _fields(model: type[BaseModel], indent: str = "    ", only: Sequence[str] | None = None) -> list[str]:
     lines = []
     for name, info in model.model_fields.items():
-        if name == "format":
+        if name == "format" or (only is not None and name not in only):
             continue
         default = "required" if info.is_required() else f"default {info.get_default(call_default_factory=True)!r}"
         note = f"; {info.description}" if info.description else ""
@@ -95,7 +95,8 @@ def list_text() -> str:
     for name, spec in registry.steps().items():
         out.append(f"  {name}: {spec.description}")
         out += _fields(spec.params)
-    out += ["", "summary: (table flows)", *_fields(c.SummaryConfig, "  "), ""]
+    out += ["", "summary: (table flows)", *_fields(c.SummaryConfig, "  ")]
+    out += ["table flows also:", *_fields(c.TableFlowConfig, "  ", only=("hold_partitions",)), ""]
     out += _formats("compare inputs (input.format):", (c.NpyFolderInput, c.NpzInput, c.ZarrInput, c.SyntheticMatrices))
     out += ["compare: (compare flows)", *_fields(c.CompareOptions, "  "), ""]
     out += ["cluster:", *_fields(c.ClusterConfig, "  "), "output:", *_fields(c.OutputConfig, "  ")]

@@ -279,6 +279,12 @@ class TableFlowConfig(Strict):
     steps: list[Step] = []
     summary: SummaryConfig | None = None
     output: OutputConfig | None = None
+    hold_partitions: Literal["auto", True, False] = Field(
+        "auto",
+        description="scans (dedup, lookahead, lookback) compute each partition once and may hold them all "
+        "(true), or recompute a copy per summary, memory bounded (false); auto: hold when the input's "
+        "estimated size x the number of scans is at most 25% of the workers' memory",
+    )
 
     @model_validator(mode="after")
     def _needs_a_result(self) -> TableFlowConfig:

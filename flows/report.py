@@ -47,6 +47,9 @@ class RunResult:
         The compare grid's result handle (:class:`flows.compare.GridResult`), for compare flows.
     scheduler : str
         The scheduler the run used.
+    partitions : str
+        Table flow: the scans' memory policy and why, e.g.
+        ``held (est. 1.40 GiB x 2 scans <= 25% of 23.60 GiB)`` (``hold_partitions``).
     dry_run : bool
         True when nothing was computed.
     graph : str
@@ -61,6 +64,7 @@ class RunResult:
     summary_state: str | None = None
     compare: Any = None
     scheduler: str = ""
+    partitions: str = ""
     dry_run: bool = False
     graph: str = ""
 
@@ -75,7 +79,9 @@ class RunResult:
     def __repr__(self) -> str:
         if self.dry_run:
             return f"dry run of the {self.flow} flow: nothing computed\n{self.graph}"
-        lines = [f"{self.flow} flow on {self.scheduler}: {self.wall_seconds:.2f} s wall", *self._sections(False)]
+        lines = [f"{self.flow} flow on {self.scheduler}: {self.wall_seconds:.2f} s wall"]
+        lines += [f"partitions: {self.partitions}"] if self.partitions else []
+        lines += self._sections(False)
         lines.append(f"output: {self.output}" if self.output else "output: none")
         return "\n".join(lines)
 
@@ -83,7 +89,9 @@ class RunResult:
         title = f"<b>{html.escape(self.flow)} flow</b> on <code>{html.escape(self.scheduler)}</code>"
         if self.dry_run:
             return f"{title}: dry run<pre>{html.escape(self.graph)}</pre>"
-        parts = [f"{title}: {self.wall_seconds:.2f} s wall", *self._sections(True)]
+        parts = [f"{title}: {self.wall_seconds:.2f} s wall"]
+        parts += [f"<div>partitions: {html.escape(self.partitions)}</div>"] if self.partitions else []
+        parts += self._sections(True)
         parts.append(f"output: <code>{html.escape(str(self.output))}</code>")
         return "<div>" + "\n".join(parts) + "</div>"
 

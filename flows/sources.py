@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +73,27 @@ class TableSource:
         entries = [(s["path"], s["size"], s["mtime"]) for s in self.stamps]
         paths = [config.path] if isinstance(config.path, str) else config.path
         return {"path": ",".join(paths), "fingerprint": _digest(entries)}
+
+    def estimated_bytes(self) -> int | None:
+        """About how many bytes the input takes in memory, or None when unknown.
+
+        Parquet: the row groups' uncompressed size from the files' footers (the selected
+        ``input.columns`` only, when given); CSV: the files' size; synthetic: rows x
+        :func:`row_bytes` of its columns. A guide for the memory policy, not a measure:
+        dictionary-encoded columns take more room in memory than in the file.
+
+        Examples
+        --------
+        >>> TableSource.from_config(SyntheticTicks(format="synthetic", rows=1000)).estimated_bytes()
+        40000
+        """
+        config = self.config
+        if config.format == "synthetic":
+            return config.rows * row_bytes(_tick_partition(config, 0, 0).dtypes)
+        if config.format == "csv":
+            sizes = [stamp["size"] for stamp in self.stamps]
+            return None if None in sizes else sum(sizes)
+        return parquet_bytes(self.files, config.storage_options, config.columns)
 
     def changed_file(self) -> str | None:
         """The first listed file that is gone or changed (size, mtime or ETag) since it was
@@ -178,6 +200,46 @@ def _corrupt_parquet(files: list[str]) -> str | None:
         except Exception:
             return f
     return None
+
+
+def parquet_bytes(files: list[str], storage_options: dict[str, Any], columns: list[str] | None = None) -> int | None:
+    """The uncompressed bytes of the Parquet files' row groups, from their footers (read through
+    fsspec, a few at a time), only of ``columns`` when given; None when a footer cannot be read."""
+    import pyarrow.parquet as pq
+
+    def footer_bytes(name: str) -> int:
+        with fsspec.open(name, "rb", **storage_options) as handle:
+            meta = pq.read_metadata(handle)
+        groups = [meta.row_group(i) for i in range(meta.num_row_groups)]
+        if columns is None:
+            return sum(group.total_byte_size for group in groups)
+        return sum(chunk.total_uncompressed_size for group in groups
+                   for chunk in map(group.column, range(group.num_columns))
+                   if chunk.path_in_schema.split(".")[0] in columns)
+
+    try:
+        with ThreadPoolExecutor(max(1, min(16, len(files)))) as pool:
+            return sum(pool.map(footer_bytes, files))
+    except Exception:  # noqa: BLE001 -- pyarrow and the stores raise many types; reading reports it
+        return None
+
+
+#: Bytes per row assumed for a column of no fixed width (text, objects): offsets plus a short value.
+VARIABLE_WIDTH_BYTES = 16
+
+
+def row_bytes(dtypes: pd.Series) -> int:
+    """The estimated in-memory bytes of one row of columns of these dtypes: a fixed-width column
+    its item size, any other :data:`VARIABLE_WIDTH_BYTES`.
+
+    Examples
+    --------
+    >>> frame = pd.DataFrame({"t": pd.to_datetime([]), "x": pd.Series([], dtype="float32"),
+    ...                       "n": pd.Series([], dtype="Int16"), "s": pd.Series([], dtype="str")})
+    >>> row_bytes(frame.dtypes)
+    30
+    """
+    return sum(dtype.itemsize if dtype.kind in "biufcmM" else VARIABLE_WIDTH_BYTES for dtype in dtypes)
 
 
 def read_csv(files: list[str], config: CsvInput) -> dd.DataFrame:

@@ -6,6 +6,11 @@ whole graph lazily and computes it once: the output write, the row count after e
 summary state are named results of one graph (:attr:`TablePlan.results`), so no step computes
 early and out-of-order input is detected before anything is published. The output is published
 first and the summary state committed last (``docs/semantics.md``, "Publishing").
+
+Memory: the scans (dedup, lookahead, lookback) either hold the partitions between their summaries
+and kernels or recompute a copy per summary (:mod:`pipelines.partitions`); ``hold_partitions:
+auto`` chooses at run time, from the input's estimated size and the workers' memory
+(:func:`decide_hold`).
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from typing import Any
 
 import dask.dataframe as dd
 import pandas as pd
-from dask.utils import key_split
+import psutil
+from dask.utils import format_bytes, key_split
 from distributed import Client, get_task_stream, progress
 import fsspec
 from pydantic import BaseModel
@@ -34,7 +40,7 @@ from flows.state import StateStore
 from flows.steps import LookaheadParams
 from pipelines.errors import InputError
 from pipelines.lookahead import parse_horizon
-from pipelines.partitions import graph_depth, task_graph
+from pipelines.partitions import count_scans, graph_depth, task_graph, with_hold_partitions
 from pipelines.summary import SummaryState, moments
 
 
@@ -56,6 +62,7 @@ class TablePlan:
     previous_state: SummaryState | None = None  # the saved state this run merges into
     fingerprint: dict[str, str] | None = None  # the input's, recorded in the summary state
     publication: Publication | None = None
+    hold_partitions: bool | str = "auto"  # the config's choice; "auto" is decided at run time
 
     def describe(self) -> str:
         """A few lines: each step with its partitions, and the size and depth of the graph the
@@ -67,6 +74,9 @@ class TablePlan:
             lines.append("summary                  tree reduction")
         if self.publication is not None:
             lines.append(f"output                   {self.publication.target} (via {self.publication.tmp_path})")
+        setting = self.hold_partitions
+        lines.append("partitions               " + (
+            "auto (decided at run time)" if setting == "auto" else _fixed_hold_reason(bool(setting))))
         collections = [self.frames[-1], *self.results.values()]
         lines.append(f"graph: {len(task_graph(*collections))} tasks, depth {graph_depth(*collections)} "
                      "(longest dependency chain), before the write")
@@ -84,7 +94,7 @@ def plan_table(config: TableFlowConfig, run_id: str | None = None) -> TablePlan:
     Needs no cluster: only metadata is read (file listing, schemas, Parquet footers).
     """
     source = TableSource.from_config(config.input)
-    plan = TablePlan(source, [source.frame()], ["input"])
+    plan = TablePlan(source, [source.frame()], ["input"], hold_partitions=config.hold_partitions)
     for index, step in enumerate(config.steps):
         name = step_name(step)
         spec, params = steps()[name], getattr(step, name)
@@ -206,7 +216,59 @@ def _window_fits(index: int, params: LookaheadParams, before: str) -> Callable[[
     return check
 
 
-def _step_keys(plan: TablePlan) -> list[tuple[set[Any], set[str]]]:
+#: ``hold_partitions: auto`` holds when the input's estimated size x the scans is at most this
+#: share of the workers' memory.
+HOLD_SHARE = 0.25
+
+
+def decide_hold(estimated_bytes: int | None, n_scans: int, cluster_bytes: int) -> tuple[bool, str]:
+    """The ``hold_partitions: auto`` rule: whether the scans hold the partitions, and why.
+
+    Hold when ``estimated_bytes x max(1, n_scans)`` is at most :data:`HOLD_SHARE` of
+    ``cluster_bytes`` (each scan may hold a partition-sized result per partition); recompute
+    otherwise, and when the size is unknown.
+
+    Examples
+    --------
+    >>> decide_hold(2 * 2**30, 2, 16 * 2**30)
+    (True, 'held (est. 2.00 GiB x 2 scans <= 25% of 16.00 GiB)')
+    >>> decide_hold(2 * 2**30 + 1, 2, 16 * 2**30)
+    (False, 'recomputed (est. 2.00 GiB x 2 scans > 25% of 16.00 GiB)')
+    >>> decide_hold(None, 2, 16 * 2**30)
+    (False, 'recomputed (input size unknown)')
+    """
+    if estimated_bytes is None:
+        return False, "recomputed (input size unknown)"
+    hold = estimated_bytes * max(1, n_scans) <= HOLD_SHARE * cluster_bytes
+    scans = f"{n_scans} scan{'' if n_scans == 1 else 's'}"
+    return hold, (f"{'held' if hold else 'recomputed'} (est. {format_bytes(estimated_bytes)} x {scans} "
+                  f"{'<=' if hold else '>'} {HOLD_SHARE:.0%} of {format_bytes(cluster_bytes)})")
+
+
+def cluster_memory(client: Client) -> int:
+    """The workers' memory in bytes: the sum of their memory limits, a worker without a limit
+    counting this host's total memory."""
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    host = psutil.virtual_memory().total
+    return sum(int(worker.get("memory_limit") or host) for worker in workers)
+
+
+def choose_hold(config: TableFlowConfig, plan: TablePlan, client: Client) -> tuple[bool, str]:
+    """The run's memory policy for the scans (``hold_partitions``), and the line that says why."""
+    setting = config.hold_partitions
+    if setting != "auto":
+        return setting, _fixed_hold_reason(setting)
+    n_scans = count_scans(*plan.frames)
+    if n_scans == 0:
+        return False, "no scans (nothing to hold)"
+    return decide_hold(plan.source.estimated_bytes(), n_scans, cluster_memory(client))
+
+
+def _fixed_hold_reason(hold: bool) -> str:
+    return f"{'held' if hold else 'recomputed'} (hold_partitions: {str(hold).lower()})"
+
+
+def _step_keys(frames: list[dd.DataFrame]) -> list[tuple[set[Any], set[str]]]:
     """Per step, the task keys and task-name prefixes that first appear in its graph.
 
     Task time is attributed by exact key where the computed graph kept the step's keys (the
@@ -215,7 +277,7 @@ def _step_keys(plan: TablePlan) -> list[tuple[set[Any], set[str]]]:
     seen_keys: set[Any] = set()
     seen_prefixes: set[str] = set()
     result = []
-    for frame in plan.frames:
+    for frame in frames:
         keys = set(frame.__dask_graph__()) - seen_keys
         prefixes = {key_split(k) for k in keys} - seen_prefixes
         seen_keys |= keys
@@ -248,13 +310,16 @@ def run_table(config: TableFlowConfig, plan: TablePlan, client: Client, *, show_
     _check_steps_on_workers(config, client)
     _refuse_merged_input(config, plan.previous_state, plan.fingerprint)
     result = RunResult(flow="table", scheduler=client.scheduler.address)
+    hold, result.partitions = choose_hold(config, plan, client)
+    # the policy goes into the graph itself, not into dask's config (one dict for all threads)
+    frames = with_hold_partitions(*plan.frames, hold=hold)
+    lazy = dict(zip(plan.results, with_hold_partitions(*plan.results.values(), hold=hold)))
     publication = plan.publication
-    lazy = dict(plan.results)
     if publication is not None:  # dask creates the folder when the write is built: only now
         output = config.output
-        lazy["output"] = parquet_writer(plan.frames[-1], publication.tmp_url, output.storage_options,
+        lazy["output"] = parquet_writer(frames[-1], publication.tmp_url, output.storage_options,
                                         output.compression, output.dictionary)
-    step_keys = _step_keys(plan)
+    step_keys = _step_keys(frames)
     try:
         with get_task_stream(client) as stream:
             values = _compute(client, lazy, config, show_progress)

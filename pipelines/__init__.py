@@ -11,8 +11,18 @@ Each step lives in a module of its own:
 - :mod:`pipelines.grid` -- the all-against-all grid: its plan (tiles) and tile kernels, pure
 
 ``pipelines`` never imports ``flows``, ``zarr``, ``fsspec`` or ``ctypes``, and writes no files.
+
+Dask config (defaults registered here, set with ``dask.config.set`` or ``DASK_*`` variables):
+
+- ``dask-flows.scan.hold-partitions`` (default ``false``): the scans' memory policy
+  (:mod:`pipelines.partitions`): ``false`` recomputes a copy of each partition for its summary
+  (memory bounded), ``true`` computes each partition once and may hold them all.
 """
 
+import dask
+
 from pipelines.errors import InputError
+
+dask.config.update_defaults({"dask-flows": {"scan": {"hold-partitions": False}}})
 
 __all__ = ["InputError"]

@@ -8,12 +8,26 @@ under an **associative** ``combine``, computed by a parallel prefix scan of dept
 state. :func:`scan_partitions` builds all of that as one graph layer of ``O(P)`` tasks, built in
 ``O(P)`` time, on top of the input's expression, and returns a Dask DataFrame.
 
-Memory: with a shallow scan Dask computes all the summaries early, and a partition shared by its
-summary and its kernel would be held in between (all of them, at once). So each summary reads its
-own *recomputed copy* of its partition (the partition-wise tasks back to the data sources, with
-the earlier scans' small states shared), released as soon as the summary is taken; the kernel
-then reads the partition again when its state is ready. Partitions that are data in the graph
-(``from_pandas``) are not recomputed.
+Memory, and the two policies of the dask config key ``dask-flows.scan.hold-partitions``: with a
+shallow scan Dask computes all the summaries early, and a partition shared by its summary and its
+kernel would be held in between (all of them, at once).
+
+- ``False`` (the default, *recompute*): each summary reads its own *recomputed copy* of its
+  partition (the partition-wise tasks back to the data sources, with the earlier scans' small
+  states shared), released as soon as the summary is taken; the kernel then reads the partition
+  again when its state is ready. Memory stays bounded (a few partitions per worker); the price is
+  computing every partition-wise task before a scan twice (a re-read per summary, and the earlier
+  scans' kernels again). Partitions that are data in the graph (``from_pandas``) are not
+  recomputed.
+- ``True`` (*hold*): each summary reads the partition itself, so every partition is computed once,
+  and Dask may hold up to all partitions between their summaries and their kernels: for inputs
+  that fit in the cluster's memory with room to spare.
+
+The policy is the config's value when the graph is optimized (``dask.compute``,
+``Client.compute``: on the client, before the graph goes to the scheduler), so a caller chooses it
+with ``dask.config.set({"dask-flows.scan.hold-partitions": True})`` around its compute; the graph
+built earlier does not depend on it. :func:`with_hold_partitions` fixes it into collections
+instead (no global config: for runs in several threads at once). Results are the same under both.
 
 The functions build Dask graphs and compute nothing.
 """
@@ -26,6 +40,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import dask
 import dask.dataframe as dd
 from dask._task_spec import Alias, DataNode, GraphNode, Task, TaskRef, convert_legacy_graph
 from dask.base import collections_to_expr, tokenize
@@ -33,10 +48,33 @@ from dask.dataframe.dask_expr._collection import new_collection
 from dask.dataframe.dask_expr._expr import Expr, Fused
 from dask.dataframe.dask_expr.io.io import FromPandas
 
-__all__ = ["Call", "Scan", "Slot", "graph_depth", "prefix_scan", "scan_partitions", "task_graph"]
+__all__ = [
+    "HOLD_PARTITIONS", "Call", "Scan", "Slot", "count_scans", "graph_depth", "hold_partitions",
+    "prefix_scan", "scan_partitions", "task_graph", "with_hold_partitions",
+]
 
 #: Summaries folded by one task of the prefix scan (the tree's fan-in).
 RADIX = 4
+
+#: The dask config key of the memory policy: False (recompute, the default) or True (hold).
+HOLD_PARTITIONS = "dask-flows.scan.hold-partitions"
+
+
+def hold_partitions() -> bool:
+    """The policy the dask config chooses now: whether summaries read the partitions themselves.
+
+    Examples
+    --------
+    >>> hold_partitions()
+    False
+    >>> with dask.config.set({HOLD_PARTITIONS: True}):
+    ...     hold_partitions()
+    True
+    """
+    value = dask.config.get(HOLD_PARTITIONS, default=False)
+    if not isinstance(value, bool):
+        raise ValueError(f"dask config {HOLD_PARTITIONS}: expected true or false, got {value!r}")
+    return value
 
 
 class Slot(enum.Enum):
@@ -180,9 +218,16 @@ def _fold(combine: Callable[[Any, Any], Any], first: Any, *rest: Any) -> Any:
 
 
 class _ScanExpr(Expr):
-    """One layer: the summaries, the prefix scan and the kernels of a :class:`Scan`."""
+    """One layer: the summaries, the prefix scan and the kernels of a :class:`Scan`.
 
-    _parameters = ["frame", "scan", "meta", "keep_divisions"]
+    ``hold`` is the memory policy (see the module's docstring): None (recompute) or a fixed bool.
+    Lowering (when the graph is optimized, on the client) turns None into True where the config
+    asks to hold: the scheduler, which builds the tasks, may not share the client's config.
+    Lowering rebuilds the expressions above (dask recomputes their metadata), so only then.
+    """
+
+    _parameters = ["frame", "scan", "meta", "keep_divisions", "hold"]
+    _defaults = {"hold": None}
 
     @functools.cached_property
     def _name(self) -> str:
@@ -191,6 +236,11 @@ class _ScanExpr(Expr):
     @functools.cached_property
     def _meta(self) -> Any:
         return self.operand("meta")
+
+    def _lower(self) -> _ScanExpr | None:
+        if self.hold is not None or not hold_partitions():  # None: recompute, the default
+            return None
+        return _ScanExpr(self.frame, self.scan, self.operand("meta"), self.keep_divisions, True)
 
     def _divisions(self) -> tuple[Any, ...]:
         if self.keep_divisions:
@@ -223,12 +273,12 @@ class _ScanExpr(Expr):
         n = self.frame.npartitions
         summary_name, state_name = self._scan_names
         tasks: dict[Hashable, GraphNode] = {}
-        copies = _Copies(self._name, tasks)
+        copies = None if self.hold else _Copies(self._name, tasks)
         for i in range(n):
-            # the summary reads its own copy of the partition (recomputed), so that the partition
-            # is not held from its summary until its kernel: the prefix scan lets Dask compute
-            # all summaries first
-            part = copies.of(self.frame, i) or (self.frame._name, i)
+            # recompute: the summary reads its own copy of the partition, so that the partition
+            # is not held from its summary until its kernel (the prefix scan lets Dask compute
+            # all summaries first); hold: it reads the partition
+            part = (copies and copies.of(self.frame, i)) or (self.frame._name, i)
             key = (summary_name, i)
             func, args = scan.summary.bind(_slots(part, i, n))
             tasks[key] = Task(key, func, *args)
@@ -357,6 +407,66 @@ def task_graph(*collections: Any) -> dict[Hashable, GraphNode]:
 
     expr = FinalizeCompute(collections_to_expr(list(collections))).optimize()
     return convert_legacy_graph(dict(expr.__dask_graph__()))
+
+
+def with_hold_partitions(*collections: Any, hold: bool) -> list[Any]:
+    """The collections with the memory policy of their scans fixed to ``hold`` (where not fixed
+    yet): computing them no longer reads the dask config, which is one dict for all threads.
+
+    Collections that are not Dask DataFrame expressions come back as they are; a scan shared by
+    several collections stays shared.
+
+    Examples
+    --------
+    >>> import operator, pandas as pd, dask.dataframe as dd
+    >>> ddf = dd.from_pandas(pd.DataFrame({"x": range(6)}), npartitions=3)
+    >>> def add_offset(part, offset):
+    ...     return part + offset
+    >>> total = Scan("offset", Call(lambda part: int(part["x"].sum()), Slot.PARTITION),
+    ...              operator.add, 0, Call(add_offset, Slot.PARTITION, Slot.STATE))
+    >>> out = scan_partitions(ddf, total)
+    >>> held, count = with_hold_partitions(out, out.x.sum(), hold=True)
+    >>> any(str(key[0]).startswith("recompute") for key in task_graph(held, count))
+    False
+    >>> held.compute()["x"].tolist(), int(count.compute())
+    ([0, 1, 3, 4, 10, 11], 29)
+    """
+    fixed: dict[str, Expr] = {}
+
+    def fix(expr: Expr) -> Expr:
+        if expr._name not in fixed:
+            operands = [fix(o) if isinstance(o, Expr) else o for o in expr.operands]
+            if isinstance(expr, _ScanExpr) and expr.hold is None:
+                operands[expr._parameters.index("hold")] = bool(hold)
+            new = expr
+            if any(a is not b for a, b in zip(operands, expr.operands)):
+                new = type(expr)(*operands)
+                if "_meta" in expr.__dict__:  # the same metadata: not emulated again (user functions)
+                    new.__dict__.setdefault("_meta", expr.__dict__["_meta"])
+            fixed[expr._name] = new
+        return fixed[expr._name]
+
+    return [new_collection(fix(c.expr)) if isinstance(getattr(c, "expr", None), Expr) else c
+            for c in collections]
+
+
+def count_scans(*collections: Any) -> int:
+    """How many scan layers (:func:`scan_partitions`) the collections' expressions contain.
+
+    A layer shared by several collections counts once.
+
+    Examples
+    --------
+    >>> import operator, pandas as pd, dask.dataframe as dd
+    >>> ddf = dd.from_pandas(pd.DataFrame({"x": range(6)}), npartitions=3)
+    >>> total = Scan("total", Call(len, Slot.PARTITION), operator.add, 0,
+    ...              Call(lambda part, state: part, Slot.PARTITION, Slot.STATE))
+    >>> once = scan_partitions(ddf, total)
+    >>> count_scans(ddf), count_scans(once), count_scans(once, scan_partitions(once, total))
+    (0, 1, 2)
+    """
+    expr = collections_to_expr(list(collections))
+    return sum(isinstance(node, _ScanExpr) for node in expr.walk())
 
 
 def graph_depth(*collections: Any) -> int:

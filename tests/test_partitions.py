@@ -20,7 +20,9 @@ from pandas.testing import assert_frame_equal
 from pipelines import dedup, lookahead
 from pipelines.dedup import drop_consecutive_duplicates
 from pipelines.lookahead import _spec, future_features, map_lookahead
-from pipelines.partitions import Call, Scan, Slot, graph_depth, prefix_scan, scan_partitions, task_graph
+from pipelines.partitions import (
+    Call, Scan, Slot, graph_depth, hold_partitions, prefix_scan, scan_partitions, task_graph,
+)
 
 
 def run_scan(values, combine, initial, reverse=False, radix=4):
@@ -243,7 +245,9 @@ def test_map_lookahead_time_horizon_matches_pandas_over_partitionings():
 def test_dask_order_holds_few_partitions(tmp_path):
     """Parquet -> dedup -> time lookahead -> Parquet: in the order Dask runs the tasks, only a few
     partition-sized results are alive at once (the summaries read their own copy of a partition,
-    so the shallow scans do not keep every partition until its kernel)."""
+    so the shallow scans do not keep every partition until its kernel). This is the default
+    policy (recompute); with ``dask-flows.scan.hold-partitions`` the partitions may all be held."""
+    assert not hold_partitions()
     pdf, _ = ticks(3200, 1)
     for i in range(32):
         pdf.iloc[i * 100:(i + 1) * 100].to_parquet(tmp_path / f"part-{i:02d}.parquet")
