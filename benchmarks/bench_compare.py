@@ -152,11 +152,14 @@ def run_grid(args: argparse.Namespace, ms, out: str) -> tuple[object, float]:
             from flows.cluster import worker_environ  # the worker environment dask-flows runs with
 
             t0 = time.perf_counter()
+            shape = (dict(n_workers=1, threads_per_worker=args.workers, processes=False) if args.threads
+                     else dict(n_workers=args.workers, threads_per_worker=1, processes=True))
             with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ()}):
-                cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                                       dashboard_address=None)
+                cluster = LocalCluster(dashboard_address=None, **shape)
             client = Client(cluster)
-            print(f"cluster: LocalCluster {args.workers} workers x 1 thread, started in {time.perf_counter() - t0:.1f} s")
+            what = (f"1 worker x {args.workers} threads (in this process)" if args.threads
+                    else f"{args.workers} workers x 1 thread")
+            print(f"cluster: LocalCluster {what}, started in {time.perf_counter() - t0:.1f} s")
         else:
             print("cluster: none (dask.compute, local threaded scheduler)")
         t0 = time.perf_counter()
@@ -239,6 +242,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--normalize", default=None, choices=[None, "zscore"])
     p.add_argument("--top-k", type=int, default=None)
     p.add_argument("--workers", type=int, default=2, help="LocalCluster workers (1 thread each)")
+    p.add_argument("--threads", action="store_true",
+                   help="one worker of --workers threads in this process (the table flow's default)")
     p.add_argument("--no-cluster", action="store_true", help="local threaded scheduler, no LocalCluster")
     p.add_argument("--out", default=None, help="Zarr output (default: a temporary folder, removed)")
     p.add_argument("--sample", type=int, default=200, help="pairs timed for the seed's way")

@@ -25,10 +25,15 @@ Every method does the same work, timed from reading the Parquet files to having 
 result, and read from a warm page cache:
 
 1. ``flows``: dask-flows as a user runs it: ``flows.run(config)`` with ``input: {format: parquet,
-   path, time: ts}``, the two steps and ``output``; it starts its own ``LocalCluster`` (2 worker
-   processes x 1 thread) and closes it: cluster start and stop are timed. Run in a fresh child
-   process; the peak RSS of its worker processes is sampled every 20 ms (psutil).
-2. ``dask``: the same steps on a warm cluster started once (not timed), warmed by one untimed
+   path, time: ts}``, the two steps and ``output``; it starts its own ``LocalCluster`` (the
+   default: one worker in the run's process, ``--workers`` threads) and closes it: cluster start
+   and stop are timed. Run in a fresh child process (a cold start: imports, compiled kernels
+   loaded from their cache, first page faults); peak RSS of that process. ``flows-processes``:
+   the same with ``cluster: {processes: true, n_workers: 2, threads_per_worker: 1}`` (#14's
+   "LocalCluster 2 x 1"); the peak RSS of its worker processes is sampled every 20 ms (psutil).
+   Both choose the scans' memory policy themselves (``hold_partitions: auto``).
+2. ``dask``: the same steps on a warm cluster (2 worker processes x 1 thread) started once (not
+   timed; ``--scans hold|recompute``, default hold), warmed by one untimed
    run of the graph on the first input, and kept for all repeats (and sizes of a sweep):
    ``dd.read_parquet`` -> :func:`pipelines.dedup.drop_consecutive_duplicates` (subset price,
    size; by symbol) -> :func:`pipelines.lookahead.future_features` (30 s; change, max, min; by
@@ -112,7 +117,7 @@ TIME = "ts"
 COLUMNS = ["price"]
 FEATURES = ["change", "max", "min"]
 NEW = [f"price_{f}_{HORIZON}" for f in FEATURES]
-METHODS = ["flows", "flows-threads", "dask", "pandas", "pool", "polars-lazy", "polars-eager"]
+METHODS = ["flows", "flows-processes", "dask", "pandas", "pool", "polars-lazy", "polars-eager"]
 T0_US = 1_704_067_200 * 10**6  # 2024-01-01 in microseconds
 
 
@@ -465,17 +470,17 @@ class _ChildrenPeak:
 
 
 def flows_config(data: Path, out: Path, workers: int, blocksize: int | None,
-                 threads: bool = False) -> dict[str, Any]:
+                 processes: bool = False) -> dict[str, Any]:
     """The table flow's config as a user writes it (``input.blocksize`` only when given);
-    ``threads``: one worker of ``workers`` threads in the driver's process, else ``workers``
-    processes of one thread."""
+    the default cluster (one worker in the run's process, ``workers`` threads), or with
+    ``processes`` ``workers`` worker processes of one thread (#14's "LocalCluster 2 x 1")."""
     source: dict[str, Any] = {"format": "parquet", "path": str(data), "time": TIME}
     if blocksize is not None:
         source["blocksize"] = blocksize
     return {
         "flow": "table",
-        "cluster": ({"processes": False, "n_workers": 1, "threads_per_worker": workers} if threads
-                    else {"n_workers": workers, "threads_per_worker": 1}),
+        "cluster": ({"processes": True, "n_workers": workers, "threads_per_worker": 1} if processes
+                    else {"threads_per_worker": workers}),
         "input": source,
         "steps": [
             {"dedup": {"subset": SUBSET, "by": KEY}},
@@ -506,16 +511,16 @@ def flows_blocksize(data: Path, layout: str, workers: int) -> tuple[int | None, 
 
 
 def run_flows(data: Path, out: Path, workers: int, blocksize: int | None,
-              threads: bool = False) -> dict[str, Any]:
+              processes: bool = False) -> dict[str, Any]:
     import flows
 
-    config = flows_config(data, out, workers, blocksize, threads)
+    config = flows_config(data, out, workers, blocksize, processes)
     with _ChildrenPeak() as sampler:
         start = time.perf_counter()
         result = flows.run(config)
         seconds = time.perf_counter() - start
-    # threads: the one worker is this process (a fresh child of the benchmark)
-    peaks = [_rusage_bytes()] if threads else sorted(sampler.peaks.values(), reverse=True)[:workers]
+    # the default cluster's one worker is this process (a fresh child of the benchmark)
+    peaks = sorted(sampler.peaks.values(), reverse=True)[:workers] if processes else [_rusage_bytes()]
     steps = {s.name: s.task_seconds for s in result.steps}
     return {"seconds": seconds, "worker_peak_rss": peaks, "task_seconds": steps}
 
@@ -563,7 +568,12 @@ def _wait_until_idle(client: Any, timeout: float = 10.0) -> int:
     return held
 
 
-def run_dask(client: Any, data: Path, out: Path, layout: str) -> dict[str, Any]:
+def run_dask(client: Any, data: Path, out: Path, layout: str, hold: bool = True) -> dict[str, Any]:
+    """The steps on the warm cluster; ``hold``: the scans' partitions held between summary and
+    kernel (what the table flow's ``hold_partitions: auto`` chooses when the data fit), else
+    recomputed."""
+    from pipelines.partitions import with_hold_partitions
+
     if _IMPORT_ERROR is not None:
         raise RuntimeError(f"pipelines steps not importable: {_IMPORT_ERROR}")
     held = _wait_until_idle(client)
@@ -572,6 +582,7 @@ def run_dask(client: Any, data: Path, out: Path, layout: str) -> dict[str, Any]:
     ddf = read_dask(data, layout)
     ddf = drop_consecutive_duplicates(ddf, subset=SUBSET, by=KEY, time=TIME)
     ddf = future_features(ddf, HORIZON, COLUMNS, FEATURES, by=KEY, time=TIME)
+    (ddf,) = with_hold_partitions(ddf, hold=hold)
     write = ddf.to_parquet(str(out), write_index=False, compute=False,
                            name_function=lambda i: f"part-{i:05d}.parquet")
     client.compute(write, optimize_graph=True).result()
@@ -688,7 +699,7 @@ def time_methods(methods: list[str], data: Path, out_root: Path, args: argparse.
     results: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
     outputs: dict[str, Path] = {}
     if "dask" in methods and not getattr(client, "bench_warmed", False):
-        run_dask(client, data, out_root / "dask-warm-up", args.layout)  # untimed, once a cluster
+        run_dask(client, data, out_root / "dask-warm-up", args.layout, args.scans == "hold")  # untimed, once a cluster
         shutil.rmtree(out_root / "dask-warm-up")
         client.bench_warmed = True
     for repeat in range(args.repeat):
@@ -698,10 +709,10 @@ def time_methods(methods: list[str], data: Path, out_root: Path, args: argparse.
             out.parent.mkdir(parents=True)
             kwargs: dict[str, Any] = {"data": data, "out": out}
             if method == "dask":
-                result = run_dask(client, layout=args.layout, **kwargs)
-            elif method in ("flows", "flows-threads"):
+                result = run_dask(client, layout=args.layout, hold=args.scans == "hold", **kwargs)
+            elif method in ("flows", "flows-processes"):
                 result = in_child("run_flows", workers=args.workers, blocksize=blocksize,
-                                  threads=method == "flows-threads", **kwargs)
+                                  processes=method == "flows-processes", **kwargs)
             elif method == "pool":
                 result = in_child("run_pool", processes=args.workers, chunks=args.pool_chunks,
                                   **kwargs)
@@ -716,7 +727,7 @@ def time_methods(methods: list[str], data: Path, out_root: Path, args: argparse.
 
 def _memory_line(method: str, runs: list[dict[str, Any]]) -> str:
     last = runs[-1]
-    if method in ("dask", "flows", "flows-threads"):
+    if method in ("dask", "flows", "flows-processes"):
         peaks = [max(r["worker_peak_rss"][w] for r in runs if len(r["worker_peak_rss"]) > w)
                  for w in range(len(last["worker_peak_rss"]))]
         line = f"peak RSS per worker {', '.join(f'{p / 2**20:.0f}' for p in peaks)} MiB"
@@ -726,7 +737,7 @@ def _memory_line(method: str, runs: list[dict[str, Any]]) -> str:
                      f"{last['memory_limit'] / 2**30:.1f} GiB; warm cluster, start not timed)")
         else:
             tasks = ", ".join(f"{k} {v:.1f}" for k, v in last["task_seconds"].items())
-            where = "1 worker process of threads" if method == "flows-threads" else "processes"
+            where = "worker processes" if method == "flows-processes" else "1 worker in the run's process"
             line += f" ({where}; cluster start/stop timed; task s: {tasks})"
         return line
     if method == "pool":
@@ -745,12 +756,12 @@ def print_results(results: dict[str, list[dict[str, Any]]], rows: int, repeat: i
     median = {m: statistics.median(r["seconds"] for r in runs) for m, runs in results.items()}
     print(f"\n{rows:,} rows; dedup (subset price,size by symbol) + lookahead ({HORIZON}; "
           f"{', '.join(FEATURES)}; by symbol) + write; median of {repeat}")
-    print(f"{'method':<14}{'seconds':>9}{'ns/row':>8}{'rows/s':>13}{'vs pandas':>10}"
+    print(f"{'method':<16}{'seconds':>9}{'ns/row':>8}{'rows/s':>13}{'vs pandas':>10}"
           f"{'vs polars-lazy':>15}  memory")
     for m, runs in results.items():
         vs_pandas = f"{median['pandas'] / median[m]:.2f}x" if "pandas" in median else "-"
         vs_lazy = f"{median['polars-lazy'] / median[m]:.2f}x" if "polars-lazy" in median else "-"
-        print(f"{m:<14}{median[m]:>9.2f}{median[m] / rows * 1e9:>8.0f}{rows / median[m]:>13,.0f}"
+        print(f"{m:<16}{median[m]:>9.2f}{median[m] / rows * 1e9:>8.0f}{rows / median[m]:>13,.0f}"
               f"{vs_pandas:>10}{vs_lazy:>15}  {_memory_line(m, runs)}")
         flagged = [f"{r['seconds']:.2f}" for r in runs if r["seconds"] < 0.1 * median[m]]
         if flagged:
@@ -765,7 +776,7 @@ def print_results(results: dict[str, list[dict[str, Any]]], rows: int, repeat: i
 
 def run_sweep(args: argparse.Namespace, methods: list[str], client: Any) -> None:
     """Time the dask-flows methods at each size of ``--sweep``, same partition size."""
-    methods = [m for m in methods if m in ("flows", "flows-threads", "dask")]
+    methods = [m for m in methods if m in ("flows", "flows-processes", "dask")]
     sizes = [int(float(s)) for s in args.sweep.split(",") if s.strip()]
     part_rows = args.file_rows or max(1, -(-args.rows // args.files))
     table = []
@@ -785,13 +796,13 @@ def run_sweep(args: argparse.Namespace, methods: list[str], client: Any) -> None
             table.append((m, rows, -(-rows // part_rows), seconds, peak))
     print(f"\nsweep ({args.shape} shape, {args.layout} layout, {part_rows:,} rows per partition, "
           f"median of {args.repeat}; not checked against pandas)")
-    print(f"{'method':<14}{'rows':>12}{'parts':>7}{'seconds':>9}{'ns/row':>8}{'vs smallest':>12}"
+    print(f"{'method':<16}{'rows':>12}{'parts':>7}{'seconds':>9}{'ns/row':>8}{'vs smallest':>12}"
           f"{'peak RSS/worker':>17}")
     for m in methods:
         own = [t for t in table if t[0] == m]
         base = own[0][3] / own[0][1]
         for _, rows, parts, seconds, peak in own:
-            print(f"{m:<14}{rows:>12,}{parts:>7}{seconds:>9.2f}{seconds / rows * 1e9:>8.0f}"
+            print(f"{m:<16}{rows:>12,}{parts:>7}{seconds:>9.2f}{seconds / rows * 1e9:>8.0f}"
                   f"{seconds / rows / base:>11.2f}x{peak / 2**20:>13.0f} MiB")
 
 
@@ -816,6 +827,8 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--out", type=Path, default=None,
                         help="where outputs go (default: <data>-out)")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--scans", choices=["hold", "recompute"], default="hold",
+                        help="the dask method's scan memory policy (flows.run decides its own)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--pool-chunks", type=int, default=8)
     parser.add_argument("--methods", default=",".join(METHODS),

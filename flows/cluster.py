@@ -140,7 +140,8 @@ def cuda_cluster_kwargs(config: ClusterConfig) -> dict[str, Any]:
     [('dashboard_address', None), ('memory_limit', 'auto'), ('protocol', 'ucx'),
      ('resources', {'GPU': 1}), ('rmm_pool_size', '20GB'), ('threads_per_worker', 1)]
     """
-    return {**_worker_kwargs(config), "resources": {"GPU": 1}, **config.cuda}
+    return {**_worker_kwargs(config), "threads_per_worker": config.threads_per_worker or 1,
+            "resources": {"GPU": 1}, **config.cuda}
 
 
 def describe_cluster(

@@ -9,8 +9,8 @@ Examples
 --------
 >>> cfg = parse_config({"flow": "table", "input": {"format": "synthetic", "rows": 100},
 ...                     "output": {"path": "out/x"}})
->>> cfg.cluster.n_workers, cfg.input.format
-(2, 'synthetic')
+>>> cfg.cluster.n_workers, cfg.cluster.processes, cfg.input.format
+(1, False, 'synthetic')
 >>> parse_config({"flow": "table", "inptu": {}})
 Traceback (most recent call last):
 ...
@@ -109,10 +109,13 @@ class ClusterConfig(Strict):
 
     kind: Literal["local", "cuda"] = "local"
     address: str | None = None
-    n_workers: int | None = Field(2, ge=1)
-    threads_per_worker: int = Field(1, ge=1)
+    # the default: one worker in the run's own process with a thread per core; the steps' kernels
+    # release the GIL (Arrow I/O, NumPy, compiled loops), and a worker process would pay its
+    # start, imports and first page faults on every run (BENCHMARKS.md)
+    n_workers: int | None = Field(1, ge=1)
+    threads_per_worker: int | None = Field(None, ge=1)  # None: the machine's cores / n_workers
     memory_limit: str | int | None = "auto"
-    processes: bool = True
+    processes: bool = False
     dashboard: bool = False
     timeout: str = "10s"
     tls: TLSConfig | None = None

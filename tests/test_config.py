@@ -24,7 +24,8 @@ def with_change(path: str, value) -> dict:
 def test_base_is_valid():
     cfg = parse_config(BASE)
     assert cfg.steps[1].lookahead.horizon == "30s"
-    assert cfg.cluster.n_workers == 2
+    # the default LocalCluster: one worker in the run's process, a thread per core
+    assert (cfg.cluster.n_workers, cfg.cluster.threads_per_worker, cfg.cluster.processes) == (1, None, False)
 
 
 @pytest.mark.parametrize(
