@@ -8,9 +8,8 @@ The step is :func:`pipelines.lookback.past_features` (``horizon=30s``, ``columns
 Parquet files to having written the result:
 
 1. ``flows``: ``flows.run(config)`` with a ``lookback`` step, as a user runs it; it starts its own
-   ``LocalCluster`` (``--workers`` processes x 1 thread, the product's worker environment) and
-   closes it: **cluster start and stop are timed**. Fresh child process; the RSS of its worker
-   processes sampled every 20 ms.
+   ``LocalCluster`` (the default: one worker in the run's process, ``--workers`` threads) and
+   closes it: **cluster start and stop are timed**. Fresh child process; its peak RSS.
 2. ``dask``: ``dd.read_parquet`` -> ``past_features`` -> ``to_parquet`` on a **warm** cluster
    (``bench_table.start_warm_cluster``: same size, ``flows.cluster.worker_environ``), warmed by
    one untimed run. Each repeat writes to its own path (a different graph, checked: the number of
@@ -139,11 +138,10 @@ def run_flows(data: Path, out: Path, workers: int, blocksize: int | None,
 
     config = table.flows_config(data, out, workers, blocksize)
     config["steps"] = [{"lookback": lookback_step(partial)}]
-    with table._ChildrenPeak() as sampler:
-        start = time.perf_counter()
-        result = flows.run(config)
-        seconds = time.perf_counter() - start
-    peaks = sorted(sampler.peaks.values(), reverse=True)[:workers]
+    start = time.perf_counter()
+    result = flows.run(config)
+    seconds = time.perf_counter() - start
+    peaks = [table._rusage_bytes()]  # the default cluster's one worker is this (child) process
     return {"seconds": seconds, "worker_peak_rss": peaks,
             "task_seconds": {s.name: s.task_seconds for s in result.steps}}
 

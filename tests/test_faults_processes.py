@@ -1,4 +1,4 @@
-"""Faults on process-based clusters (the default ``processes: true``): a SIGKILLed worker process,
+"""Faults on process-based clusters (``processes: true``): a SIGKILLed worker process,
 Ctrl-C and SIGKILL of the CLI, and a worker killed while the summary is being reduced.
 
 The helpers are test_reliability's (which runs the same faults on thread-based clusters).
@@ -18,7 +18,7 @@ from test_reliability import TABLE, finish, markers, reference, slowed, start_cl
 
 from flows.state import StateStore
 
-PROCESSES = {**TABLE, "cluster": {"n_workers": 2, "threads_per_worker": 1}}  # processes: true (default)
+PROCESSES = {**TABLE, "cluster": {"n_workers": 2, "threads_per_worker": 1, "processes": True}}
 SUMMARY = {"columns": ["price", "price_change_20s"], "by": "symbol"}
 
 
