@@ -148,6 +148,7 @@ def run_flows(data: Path, out: Path, workers: int, blocksize: int | None,
 
 def run_dask(client: Any, data: Path, out: Path, layout: str, partial: bool) -> dict[str, Any]:
     from pipelines.lookback import past_features
+    from pipelines.partitions import with_hold_partitions
 
     held = table._wait_until_idle(client)
     client.run(table._start_sampler)
@@ -155,6 +156,7 @@ def run_dask(client: Any, data: Path, out: Path, layout: str, partial: bool) -> 
     step = lookback_step(partial)
     ddf = past_features(table.read_dask(data, layout), step.pop("horizon"), step.pop("columns"),
                         time=TIME, **step)
+    (ddf,) = with_hold_partitions(ddf, hold=True)  # what flows.run's hold_partitions: auto picks here
     write = ddf.to_parquet(str(out), write_index=False, compute=False,
                            name_function=lambda i: f"part-{i:05d}.parquet")
     client.compute(write, optimize_graph=True).result()

@@ -5,7 +5,8 @@ Scratch profiling script for #14 (results in ``benchmarks/PROFILE.md``). The sam
 ``bench_table.generate``:
 
 - ``--mode stream``: on a LocalCluster (``--workers`` x 1 thread, dask-flows' worker
-  environment), the distributed task stream, summed by task kind (the key's prefix: read,
+  environment; ``--threads``: one worker of ``--workers`` threads in this process, the table
+  flow's default; ``--scans hold|recompute``: the scans' memory policy), the distributed task stream, summed by task kind (the key's prefix: read,
   dedup's last-rows / carry / kernel, lookahead's tail / carry / kernel, write), as shares of
   the summed task time; plus the wall time and the workers' pids (for ``py-spy``).
   With ``--py-spy``, ``py-spy record`` samples each worker process during the runs (collapsed
@@ -36,11 +37,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_table as bt  # noqa: E402
 
 
-def build(data: Path, out: Path, layout: str) -> Any:
-    """The benchmark's graph, not computed: the write as a Dask scalar."""
+def build(data: Path, out: Path, layout: str, hold: bool = True) -> Any:
+    """The benchmark's graph, not computed: the write as a Dask scalar (``hold``: the scans'
+    memory policy, :mod:`pipelines.partitions`)."""
+    from pipelines.partitions import with_hold_partitions
+
     ddf = bt.read_dask(data, layout)
     ddf = bt.drop_consecutive_duplicates(ddf, subset=bt.SUBSET, by=bt.KEY, time=bt.TIME)
     ddf = bt.future_features(ddf, bt.HORIZON, bt.COLUMNS, bt.FEATURES, by=bt.KEY, time=bt.TIME)
+    (ddf,) = with_hold_partitions(ddf, hold=hold)
     return ddf.to_parquet(str(out), write_index=False, compute=False)
 
 
@@ -91,17 +96,23 @@ def stop_py_spy(processes: list[Any], folder: Path, top: int) -> None:
 
 
 def stream_profile(data: Path, out: Path, layout: str, workers: int, repeat: int,
-                   py_spy: Path | None = None, top: int = 25) -> None:
-    from distributed import get_task_stream
+                   py_spy: Path | None = None, top: int = 25, hold: bool = True,
+                   threads: bool = False) -> None:
+    from distributed import Client, LocalCluster, get_task_stream
 
-    cluster, client = bt.start_warm_cluster(workers)
+    if threads:  # the table flow's default cluster: one worker in this process
+        cluster = LocalCluster(n_workers=1, threads_per_worker=workers, processes=False,
+                               dashboard_address=None)
+        client = Client(cluster)
+    else:
+        cluster, client = bt.start_warm_cluster(workers)
     pids = client.run(lambda: __import__("os").getpid())
     print(f"worker pids (py-spy record --pid PID): {sorted(pids.values())}", flush=True)
     spies = start_py_spy(sorted(pids.values()), py_spy) if py_spy else []
     try:
         for r in range(repeat):
             bt._wait_until_idle(client)
-            write = build(data, out / f"run-{r}", layout)
+            write = build(data, out / f"run-{r}", layout, hold)
             start = time.perf_counter()
             with get_task_stream(client) as ts:
                 client.compute(write).result()
@@ -157,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=None)
     parser.add_argument("--py-spy", action="store_true", help="stream mode: py-spy the workers")
     parser.add_argument("--py-spy-dir", type=Path, default=Path("bench-data/py-spy"))
+    parser.add_argument("--scans", choices=["hold", "recompute"], default="hold",
+                        help="the scans' memory policy (pipelines.partitions)")
+    parser.add_argument("--threads", action="store_true",
+                        help="stream mode: one worker of --workers threads in this process")
     args = parser.parse_args(argv)
     data = (args.data or Path(f"bench-data/profile-{args.shape}-{args.layout}-{args.rows}")).resolve()
     part_rows = -(-args.rows // args.files)
@@ -164,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     out = data.with_name(data.name + "-out")
     if args.mode == "stream":
         stream_profile(data, out, args.layout, args.workers, args.repeat,
-                       args.py_spy_dir.resolve() if args.py_spy else None, args.top)
+                       args.py_spy_dir.resolve() if args.py_spy else None, args.top,
+                       args.scans == "hold", args.threads)
     else:
         cprofile(data, out, args.layout, args.top)
     return 0

@@ -2,9 +2,10 @@
 
 Each function here is one linear pass over arrays, replacing a NumPy composition that sorts,
 searches or gathers (``argsort``, ``searchsorted`` per key, pandas' rolling machinery). They are
-compiled once per process (``cache=True``: later processes load the machine code from
-``__pycache__``) and release the GIL (``nogil=True``), so threads of one worker run them in
-parallel. Inputs are plain NumPy arrays; the callers own the semantics (documented where they
+compiled on first use in a process (``cache=True``: later processes load the machine code from
+``__pycache__``; Numba itself is imported then too, ~130 MiB of a process's memory, so a process
+that never runs these kernels never pays it) and release the GIL (``nogil=True``), so threads of
+one worker run them in parallel. Inputs are plain NumPy arrays; the callers own the semantics (documented where they
 are called) and the tests compare each with a NumPy reference.
 
 Examples
@@ -25,12 +26,28 @@ Examples
 
 from __future__ import annotations
 
-import numba
+import functools
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 __all__ = ["end_positions", "equal_at", "previous_positions", "rolling_extreme", "window_ends"]
 
-_compiled = numba.njit(cache=True, nogil=True)
+
+def _compiled(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` compiled by ``numba.njit(cache=True, nogil=True)`` when first called."""
+    compiled: list[Callable[..., Any]] = []
+
+    @functools.wraps(func)
+    def call(*args: Any) -> Any:
+        if not compiled:  # two threads may both get here: numba compiles (or loads) once
+            import numba
+
+            compiled.append(numba.njit(cache=True, nogil=True)(func))
+        return compiled[0](*args)
+
+    return call
 
 _INT64_MAX = np.iinfo(np.int64).max
 
