@@ -135,6 +135,8 @@ def lookback_step(partial: bool) -> dict[str, Any]:
 def run_flows(data: Path, out: Path, workers: int, blocksize: int | None,
               partial: bool) -> dict[str, Any]:
     import flows
+    import flows.runner
+    import flows.table  # noqa: F401 - libraries imported before the clock starts, as for Polars
 
     config = table.flows_config(data, out, workers, blocksize)
     config["steps"] = [{"lookback": lookback_step(partial)}]
