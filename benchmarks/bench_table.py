@@ -80,6 +80,7 @@ each size with the same partition size (``--rows`` / ``--files`` rows) and print
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import json
 import multiprocessing as mp
@@ -442,19 +443,26 @@ def run_polars_lazy(data: Path, out: Path) -> dict[str, Any]:
 
 
 class _ChildrenPeak:
-    """Sample the RSS of this process's child processes (the workers) every ``interval`` s."""
+    """Sample the RSS of this process's child processes (the workers) every ``interval`` s.
 
-    def __init__(self, interval: float = 0.02) -> None:
+    The list of children is refreshed every ``refresh`` s only: finding them scans all of
+    ``/proc``, which would cost CPU that the workers need.
+    """
+
+    def __init__(self, interval: float = 0.02, refresh: float = 0.5) -> None:
         import psutil
 
-        self.process, self.interval = psutil.Process(), interval
+        self.process, self.interval, self.refresh = psutil.Process(), interval, refresh
         self.peaks: dict[int, int] = {}
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
 
     def _loop(self) -> None:
+        children, found_at = [], -1.0
         while not self.stop.wait(self.interval):
-            for child in self.process.children(recursive=True):
+            if time.monotonic() - found_at > self.refresh:
+                children, found_at = self.process.children(recursive=True), time.monotonic()
+            for child in children:
                 try:
                     rss = child.memory_info().rss
                 except Exception:  # gone meanwhile
@@ -518,11 +526,12 @@ def run_flows(data: Path, out: Path, workers: int, blocksize: int | None,
     import flows.table  # noqa: F401 - libraries imported before the clock starts, as for Polars
 
     config = flows_config(data, out, workers, blocksize, processes)
-    with _ChildrenPeak() as sampler:
+    # worker processes: sample their RSS (psutil scans /proc every 20 ms, which costs CPU: only
+    # where it is needed); the default cluster's one worker is this process: its own peak
+    with _ChildrenPeak() if processes else contextlib.nullcontext() as sampler:
         start = time.perf_counter()
         result = flows.run(config)
         seconds = time.perf_counter() - start
-    # the default cluster's one worker is this process (a fresh child of the benchmark)
     peaks = sorted(sampler.peaks.values(), reverse=True)[:workers] if processes else [_rusage_bytes()]
     steps = {s.name: s.task_seconds for s in result.steps}
     return {"seconds": seconds, "worker_peak_rss": peaks, "task_seconds": steps}
