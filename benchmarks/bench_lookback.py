@@ -52,14 +52,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import multiprocessing as mp
 import os
 import shutil
 import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -170,26 +169,6 @@ def run_dask(client: Any, data: Path, out: Path, layout: str, partial: bool) -> 
             "worker_peak_rss": [peak for _, peak in memory], "memory_limit": memory_limit}
 
 
-def _child(queue: Any, function: Callable[..., dict[str, Any]], kwargs: dict[str, Any]) -> None:
-    try:
-        queue.put(("ok", function(**kwargs)))
-    except BaseException as error:  # report, don't hang the parent
-        queue.put(("error", f"{type(error).__name__}: {error}"))
-
-
-def in_child(function: Callable[..., dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
-    """``function(**kwargs)`` in a fresh (spawned) process (bench_table's runs its own names)."""
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    process = ctx.Process(target=_child, args=(queue, function, kwargs))
-    process.start()
-    status, result = queue.get()
-    process.join()
-    if status != "ok":
-        raise RuntimeError(f"{function.__name__}: {result}")
-    return result
-
-
 def time_methods(methods: list[str], data: Path, out_root: Path, args: argparse.Namespace,
                  client: Any, blocksize: int | None) -> tuple[dict[str, list[dict[str, Any]]],
                                                               dict[str, Path]]:
@@ -208,9 +187,9 @@ def time_methods(methods: list[str], data: Path, out_root: Path, args: argparse.
             if method == "dask":
                 result = run_dask(client, layout=args.layout, **common)
             elif method == "flows":
-                result = in_child(run_flows, workers=args.workers, blocksize=blocksize, **common)
+                result = table.in_child(run_flows, workers=args.workers, blocksize=blocksize, **common)
             else:
-                result = in_child(globals()[f"run_{method.replace('-', '_')}"], **common)
+                result = table.in_child(globals()[f"run_{method.replace('-', '_')}"], **common)
             results[method].append(result)
             outputs[method] = out
             print(f"  run {repeat + 1}/{args.repeat} {method:<13} {result['seconds']:8.2f} s",

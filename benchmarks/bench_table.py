@@ -92,6 +92,7 @@ import statistics
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -616,23 +617,24 @@ def partition_info(data: Path, layout: str) -> dict[str, Any]:
             "bytes": int(first.memory_usage(deep=True).sum())}
 
 
-def _child(queue: Any, name: str, kwargs: dict[str, Any]) -> None:
+def _child(queue: Any, function: Callable[..., dict[str, Any]], kwargs: dict[str, Any]) -> None:
     try:
-        queue.put(("ok", globals()[name](**kwargs)))
+        queue.put(("ok", function(**kwargs)))
     except BaseException as error:  # report, don't hang the parent
         queue.put(("error", f"{type(error).__name__}: {error}"))
 
 
-def in_child(name: str, **kwargs: Any) -> dict[str, Any]:
-    """Run ``name(**kwargs)`` in a fresh (spawned) process; its peak RSS is its own."""
+def in_child(function: Callable[..., dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
+    """Run ``function(**kwargs)`` (a module-level function) in a fresh (spawned) process; its peak
+    RSS is its own. Shared by the benchmark scripts."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    process = ctx.Process(target=_child, args=(queue, name, kwargs))
+    process = ctx.Process(target=_child, args=(queue, function, kwargs))
     process.start()
     status, result = queue.get()
     process.join()
     if status != "ok":
-        raise RuntimeError(f"{name}: {result}")
+        raise RuntimeError(f"{function.__name__}: {result}")
     return result
 
 
@@ -723,13 +725,13 @@ def time_methods(methods: list[str], data: Path, out_root: Path, args: argparse.
             if method == "dask":
                 result = run_dask(client, layout=args.layout, hold=args.scans == "hold", **kwargs)
             elif method in ("flows", "flows-processes"):
-                result = in_child("run_flows", workers=args.workers, blocksize=blocksize,
+                result = in_child(run_flows, workers=args.workers, blocksize=blocksize,
                                   processes=method == "flows-processes", **kwargs)
             elif method == "pool":
-                result = in_child("run_pool", processes=args.workers, chunks=args.pool_chunks,
+                result = in_child(run_pool, processes=args.workers, chunks=args.pool_chunks,
                                   **kwargs)
             else:
-                result = in_child(f"run_{method.replace('-', '_')}", **kwargs)
+                result = in_child(globals()[f"run_{method.replace('-', '_')}"], **kwargs)
             results[method].append(result)
             outputs[method] = out
             print(f"  run {repeat + 1}/{args.repeat} {method:<13} {result['seconds']:8.2f} s",
