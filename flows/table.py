@@ -312,8 +312,9 @@ def run_table(config: TableFlowConfig, plan: TablePlan, client: Client, *, show_
     result = RunResult(flow="table", scheduler=client.scheduler.address)
     hold, result.partitions = choose_hold(config, plan, client)
     # the policy goes into the graph itself, not into dask's config (one dict for all threads)
-    frames = with_hold_partitions(*plan.frames, hold=hold)
-    lazy = dict(zip(plan.results, with_hold_partitions(*plan.results.values(), hold=hold)))
+    # one call for frames and results, so that the scans they share stay shared
+    fixed = with_hold_partitions(*plan.frames, *plan.results.values(), hold=hold)
+    frames, lazy = fixed[:len(plan.frames)], dict(zip(plan.results, fixed[len(plan.frames):]))
     publication = plan.publication
     if publication is not None:  # dask creates the folder when the write is built: only now
         output = config.output

@@ -5,8 +5,8 @@ searches or gathers (``argsort``, ``searchsorted`` per key, pandas' rolling mach
 compiled on first use in a process (``cache=True``: later processes load the machine code from
 ``__pycache__``; Numba itself is imported then too, ~130 MiB of a process's memory, so a process
 that never runs these kernels never pays it) and release the GIL (``nogil=True``), so threads of
-one worker run them in parallel. Inputs are plain NumPy arrays; the callers own the semantics (documented where they
-are called) and the tests compare each with a NumPy reference.
+one worker run them in parallel. Inputs are plain NumPy arrays; the callers own the semantics
+(documented where they are called) and the tests compare each with a NumPy reference.
 
 Examples
 --------
@@ -48,6 +48,7 @@ def _compiled(func: Callable[..., Any]) -> Callable[..., Any]:
         return compiled[0](*args)
 
     return call
+
 
 _INT64_MAX = np.iinfo(np.int64).max
 
